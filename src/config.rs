@@ -1,0 +1,273 @@
+//! Runtime configuration: the only code that reads environment variables.
+//!
+//! Every variable is read once, defaulted, validated and turned into a typed field. A bad value is
+//! reported as one line that names the variable and the value, so start-up can stop with it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+/// The server's configuration, built by [`Config::from_env`] or, in tests, [`Config::for_tests`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address and port to bind (`HOST`, `PORT`).
+    pub bind: SocketAddr,
+    /// Prefix of every API route (`API_PREFIX`): empty, or `/` followed by a path without a
+    /// trailing `/`.
+    pub api_prefix: String,
+    /// Folder holding the seed files (`DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Log filter in `EnvFilter` syntax (`RUST_LOG`); validated at load.
+    pub log_filter: String,
+    /// How log lines are written (`LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// Largest accepted request body in bytes (`MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered 408 (`REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    Text,
+    /// One JSON object per line, for a log shipper.
+    Json,
+}
+
+/// A configuration variable with a value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable's name.
+    pub variable: &'static str,
+    /// The value as it was given.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+const DEFAULT_PORT: u16 = 8080;
+const DEFAULT_PREFIX: &str = "/api/v1";
+const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+const DEFAULT_TIMEOUT_SECS: u64 = 10;
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// Reads the configuration through `lookup`, which maps a variable name to its value.
+    ///
+    /// Separate from [`Config::from_env`] so that tests can check the rules without touching the
+    /// process environment (`set_var` is racy across parallel tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| Var {
+            name,
+            value: lookup(name),
+        };
+        let host = var("HOST").parse_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), parse_host)?;
+        let port = var("PORT").parse_or(DEFAULT_PORT, |v| {
+            v.parse::<u16>()
+                .map_err(|_| "expected a port number from 0 to 65535".to_owned())
+        })?;
+        Ok(Self {
+            bind: SocketAddr::new(host, port),
+            api_prefix: var("API_PREFIX").parse_or(DEFAULT_PREFIX.to_owned(), normalize_prefix)?,
+            data_dir: var("DATA_DIR").parse_or(PathBuf::from("./data"), |v| {
+                if v.is_empty() {
+                    Err("expected a folder path".to_owned())
+                } else {
+                    Ok(PathBuf::from(v))
+                }
+            })?,
+            log_filter: var("RUST_LOG").parse_or("info".to_owned(), |v| {
+                EnvFilter::try_new(v)
+                    .map(|_| v.to_owned())
+                    .map_err(|e| format!("not a log filter: {e}"))
+            })?,
+            log_format: var("LOG_FORMAT").parse_or(LogFormat::Text, |v| {
+                match v.to_ascii_lowercase().as_str() {
+                    "text" => Ok(LogFormat::Text),
+                    "json" => Ok(LogFormat::Json),
+                    _ => Err("expected `text` or `json`".to_owned()),
+                }
+            })?,
+            max_body_bytes: var("MAX_BODY_BYTES").parse_or(DEFAULT_MAX_BODY_BYTES, |v| {
+                parse_positive(v).and_then(|n| {
+                    usize::try_from(n).map_err(|_| "too large for this machine".to_owned())
+                })
+            })?,
+            request_timeout: var("REQUEST_TIMEOUT_SECS")
+                .parse_or(Duration::from_secs(DEFAULT_TIMEOUT_SECS), |v| {
+                    parse_positive(v).map(Duration::from_secs)
+                })?,
+        })
+    }
+
+    /// A configuration for tests: defaults, seeded from `data_dir`, bound to `127.0.0.1:0`.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::from_lookup(|_| None).expect("the defaults are valid");
+        config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.data_dir = data_dir.into();
+        config
+    }
+}
+
+/// One variable's raw value, kept with its name for error messages.
+struct Var {
+    name: &'static str,
+    value: Option<String>,
+}
+
+impl Var {
+    /// Parses the value, or gives `default` when the variable is unset or empty.
+    ///
+    /// An empty value counts as unset because `.env` files and compose files often write
+    /// `NAME=` to mean "leave the default". `API_PREFIX` is the exception: empty is a real value.
+    fn parse_or<T>(
+        self,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.value {
+            None => Ok(default),
+            Some(v) if v.trim().is_empty() && self.name != "API_PREFIX" => Ok(default),
+            Some(v) => parse(v.trim()).map_err(|reason| ConfigError {
+                variable: self.name,
+                value: v,
+                reason,
+            }),
+        }
+    }
+}
+
+fn parse_host(value: &str) -> Result<IpAddr, String> {
+    if value.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    value
+        .parse()
+        .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or ::".to_owned())
+}
+
+fn parse_positive(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a whole number greater than 0".to_owned()),
+    }
+}
+
+/// Normalises an API prefix: a leading `/`, no trailing `/`; `/` alone means the root (empty).
+fn normalize_prefix(value: &str) -> Result<String, String> {
+    let trimmed = value.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    let valid_segment = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+    };
+    if trimmed.split('/').all(valid_segment) {
+        Ok(format!("/{trimmed}"))
+    } else {
+        Err(
+            "expected path segments of letters, digits, `-`, `_`, `.` or `~`, such as /api/v1"
+                .to_owned(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.bind, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.api_prefix, "/api/v1");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.log_filter, "info");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn prefixes_are_normalised() {
+        for (given, expected) in [
+            ("", ""),
+            ("/", ""),
+            ("api", "/api"),
+            ("/custom/", "/custom"),
+            ("//a/b//", "/a/b"),
+            ("/api/v2", "/api/v2"),
+        ] {
+            let c = config(&[("API_PREFIX", given)]).unwrap();
+            assert_eq!(c.api_prefix, expected, "API_PREFIX={given:?}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_value() {
+        for (name, value) in [
+            ("PORT", "abc"),
+            ("PORT", "70000"),
+            ("HOST", "not-an-ip"),
+            ("API_PREFIX", "/a b"),
+            ("API_PREFIX", "/a//{id}"),
+            ("LOG_FORMAT", "xml"),
+            ("RUST_LOG", "info,[[["),
+            ("MAX_BODY_BYTES", "0"),
+            ("MAX_BODY_BYTES", "-5"),
+            ("REQUEST_TIMEOUT_SECS", "soon"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name);
+            let line = err.to_string();
+            assert!(line.contains(name) && line.contains(value), "{line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+    }
+
+    #[test]
+    fn empty_values_mean_the_default_except_for_the_prefix() {
+        let c = config(&[("PORT", ""), ("LOG_FORMAT", " "), ("API_PREFIX", "")]).unwrap();
+        assert_eq!(c.bind.port(), 8080);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.api_prefix, "");
+    }
+
+    #[test]
+    fn values_are_parsed() {
+        let c = config(&[
+            ("HOST", "127.0.0.1"),
+            ("PORT", "9000"),
+            ("LOG_FORMAT", "JSON"),
+            ("MAX_BODY_BYTES", "1024"),
+            ("REQUEST_TIMEOUT_SECS", "3"),
+            ("DATA_DIR", "/srv/data"),
+        ])
+        .unwrap();
+        assert_eq!(c.bind, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.max_body_bytes, 1024);
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.data_dir, PathBuf::from("/srv/data"));
+    }
+}

@@ -1,0 +1,246 @@
+//! Errors as RFC 9457 problem details: [`ApiError`], the [`Problem`] body, and the middleware
+//! that renders every 4xx/5xx of the server (ours, axum's and tower-http's) as
+//! `application/problem+json`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::{StoreError, Violation};
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem details body.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "about:blank",
+    "title": "Not Found",
+    "status": 404,
+    "detail": "book 42 does not exist",
+    "instance": "/api/v1/books/42"
+}))]
+pub struct Problem {
+    /// Always `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
+    pub kind: String,
+    /// The status's reason phrase.
+    #[schema(example = "Not Found")]
+    pub title: String,
+    /// The HTTP status code.
+    #[schema(example = 404)]
+    pub status: u16,
+    /// What went wrong with this request, for a person to read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request path (never the query, which may carry a key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// For 422: each invalid field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field of a request body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"pointer": "/title", "detail": "must not be blank"}))]
+pub struct FieldError {
+    /// JSON Pointer (RFC 6901) to the field in the request body.
+    pub pointer: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+impl FieldError {
+    /// A field error at `pointer`.
+    pub fn new(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            pointer: pointer.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<Violation> for FieldError {
+    fn from(v: Violation) -> Self {
+        Self::new(format!("/{}", v.field), v.message)
+    }
+}
+
+impl Problem {
+    fn new(status: StatusCode, detail: Option<String>) -> Self {
+        Self {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            instance: None,
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// Everything a handler or extractor can answer instead of success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a path id, query parameter or body that cannot be read.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: the named resource (e.g. `book 42`) does not exist.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// 413: the body is larger than `MAX_BODY_BYTES`.
+    #[error("the request body is larger than the server accepts")]
+    PayloadTooLarge,
+    /// 415: the body's `Content-Type` is not one this route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: the body is well-formed JSON but breaks the schema or a rule.
+    #[error("the request body is invalid")]
+    Invalid(Vec<FieldError>),
+    /// 503: the server cannot answer this now (shutting down, a feature not configured).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a fault of the server; the cause is logged, never sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 for one field.
+    pub fn invalid_field(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(pointer, detail)])
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Exhausted(_) => Self::Internal(err.into()),
+        }
+    }
+}
+
+impl From<Vec<Violation>> for ApiError {
+    fn from(violations: Vec<Violation>) -> Self {
+        Self::Invalid(violations.into_iter().map(FieldError::from).collect())
+    }
+}
+
+/// The cause of a 5xx, kept in the response extensions for the middleware to log.
+#[derive(Clone, Debug)]
+struct InternalCause(Arc<anyhow::Error>);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut problem = Problem::new(status, Some(self.to_string()));
+        let mut cause = None;
+        match self {
+            Self::Invalid(errors) => problem.errors = errors,
+            Self::Internal(err) => {
+                problem.detail = Some("internal error".to_owned());
+                cause = Some(InternalCause(Arc::new(err)));
+            }
+            _ => {}
+        }
+        // The body is written by `problem_details`, which knows the request path for `instance`.
+        let mut response = status.into_response();
+        response.extensions_mut().insert(problem);
+        if let Some(cause) = cause {
+            response.extensions_mut().insert(cause);
+        }
+        response
+    }
+}
+
+/// Middleware: renders every error response as problem+json and logs it.
+///
+/// A response built from [`ApiError`] carries its [`Problem`] in the extensions; any other
+/// 4xx/5xx (axum's 404 and 405, tower-http's 408 and 413, a caught panic) gets a problem built
+/// from its status. Headers such as `Allow` and `Retry-After` are kept.
+pub async fn problem_details(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, _body) = response.into_parts();
+    let mut problem = parts
+        .extensions
+        .remove::<Problem>()
+        .unwrap_or_else(|| Problem::new(status, Some(default_detail(status, &method))));
+    problem.instance = Some(path);
+
+    if status.is_server_error() {
+        match parts.extensions.get::<InternalCause>() {
+            Some(InternalCause(cause)) => {
+                tracing::error!(status = status.as_u16(), error = ?cause, "request failed");
+            }
+            None => {
+                tracing::error!(status = status.as_u16(), detail = ?problem.detail, "request failed")
+            }
+        }
+    } else {
+        tracing::debug!(status = status.as_u16(), detail = ?problem.detail, "request refused");
+    }
+
+    let body = serde_json::to_vec(&problem).expect("a problem always serializes");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// Details for errors that did not come from [`ApiError`].
+fn default_detail(status: StatusCode, method: &Method) -> String {
+    match status {
+        StatusCode::NOT_FOUND => "no resource at this path".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("{method} is not allowed on this resource; the Allow header lists what is")
+        }
+        StatusCode::REQUEST_TIMEOUT => "the request took too long and was abandoned".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than the server accepts".to_owned()
+        }
+        StatusCode::INTERNAL_SERVER_ERROR => "internal error".to_owned(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
+    }
+}
+
+/// The response for a handler that panicked: a bare 500 that [`problem_details`] renders as
+/// "internal error" and logs with the panic message, which never reaches the client.
+pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned());
+    ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}

@@ -1,0 +1,134 @@
+//! monolith: one REST API server for books, an auction bid tracker, an authenticated echo and a
+//! read-only things catalogue, with Swagger UI and operations endpoints.
+//!
+//! Layout: `config` reads the environment; `store` holds the data behind async traits; `routes`
+//! has one module per API; `error` and `extract` make every failure an RFC 9457 problem;
+//! `openapi` finishes the generated document; `telemetry` sets up logs. [`app`] builds the router
+//! and [`serve`] runs it; `main.rs` only wires them to the process.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+
+pub use config::Config;
+pub use store::Store;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration the server started with.
+    pub config: Arc<Config>,
+    /// The data.
+    pub store: Store,
+    /// True from start-up until shutdown begins; `/readyz` reports it.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// State for a server whose data is loaded, so it starts ready.
+    pub fn new(config: Config, store: Store) -> Self {
+        Self {
+            config: Arc::new(config),
+            store,
+            ready: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+/// The whole application: every route behind the middleware stack.
+pub fn app(state: AppState) -> Router {
+    let router = routes::router(&state.config.api_prefix);
+    with_middleware(router, &state.config).with_state(state)
+}
+
+/// Wraps `router` in the middleware every request passes through, outermost first: request id,
+/// access log, problem details, panic catcher, body limit, timeout.
+///
+/// Public so that tests can put a router of their own (one with a panicking route, say) behind
+/// exactly the production stack.
+pub fn with_middleware<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    config: &Config,
+) -> Router<S> {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(telemetry::trace_layer())
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(axum::middleware::from_fn(error::problem_details))
+            .layer(CatchPanicLayer::custom(error::panic_response))
+            .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+            // tower-http's limit above is the one in force; axum's own 2 MB default would
+            // otherwise cap a larger `MAX_BODY_BYTES`.
+            .layer(DefaultBodyLimit::disable())
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                config.request_timeout,
+            )),
+    )
+}
+
+/// Serves `state`'s app on `listener` until `shutdown` completes, then stops accepting
+/// connections, lets in-flight requests finish, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ready = Arc::clone(&state.ready);
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            ready.store(false, Ordering::Release);
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,95 @@
+//! The OpenAPI document: its fixed parts (info, tags, shared schemas) and the finishing pass that
+//! sets the relative server URL and documents the errors every operation can meet.
+
+use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{Content, OpenApi as Spec, Ref, ResponseBuilder, Server};
+
+use crate::error::{FieldError, PROBLEM_JSON, Problem};
+use crate::routes::{books, index, things};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "monolith",
+        description = "Books, an auction bid tracker, an authenticated echo and a read-only things \
+catalogue in one server. Every error is an RFC 9457 problem (`application/problem+json`).",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    tags(
+        (name = index::TAG, description = "Where to find the API's resources"),
+        (name = books::TAG, description = "Books: create, read, update and delete"),
+        (name = things::TAG, description = "A read-only catalogue of things"),
+    ),
+    components(schemas(Problem, FieldError))
+)]
+struct ApiDoc;
+
+/// The document before routes are added: info, tags and shared schemas.
+pub fn base() -> Spec {
+    ApiDoc::openapi()
+}
+
+/// Completes the document generated from the routes.
+///
+/// The server URL is the prefix alone (origin-relative), so "Try it out" works through any host
+/// or port mapping. Errors that the middleware, not the handler, can answer (a bad body, a body
+/// too large, a timeout, an internal error) are added to each operation they can happen to.
+pub fn finish(mut spec: Spec, prefix: &str) -> Spec {
+    let url = if prefix.is_empty() { "/" } else { prefix };
+    spec.servers = Some(vec![Server::new(url)]);
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            add_common_errors(operation);
+        }
+    }
+    spec
+}
+
+fn add_common_errors(operation: &mut Operation) {
+    let has_body = operation.request_body.is_some();
+    let has_params = operation
+        .parameters
+        .as_ref()
+        .is_some_and(|params| !params.is_empty());
+    let mut errors = vec![
+        ("408", "The request took longer than `REQUEST_TIMEOUT_SECS`"),
+        ("500", "Internal error; the body says nothing more"),
+    ];
+    if has_params || has_body {
+        errors.push(("400", "A parameter or the body cannot be read"));
+    }
+    if has_body {
+        errors.extend([
+            ("413", "The body is larger than `MAX_BODY_BYTES`"),
+            ("415", "The body is not sent as JSON"),
+            (
+                "422",
+                "A field is missing, of the wrong type, unknown or breaks a rule",
+            ),
+        ]);
+    }
+    for (status, description) in errors {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        PROBLEM_JSON,
+                        Content::new(Some(Ref::from_schema_name("Problem"))),
+                    )
+                    .build()
+                    .into()
+            });
+    }
+}

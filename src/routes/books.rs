@@ -1,0 +1,271 @@
+//! The books API: list, create, read, replace, update and delete books.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::{Deserialize, Deserializer};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::store::{Book, BookChanges, BookFields, Page};
+
+/// OpenAPI tag of these routes.
+pub const TAG: &str = "books";
+
+/// Largest `limit` a list request may ask for.
+const MAX_PAGE: usize = 1000;
+
+/// The books routes, with their OpenAPI operations.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_books, create_book))
+        .routes(routes!(get_book, replace_book, update_book, delete_book))
+}
+
+/// Paging of the book list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// How many books to return at most (1–1000); all when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// How many books to skip first.
+    #[param(minimum = 0)]
+    offset: Option<usize>,
+}
+
+/// A book to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Java book", "author": "Jane Doe"}))]
+pub struct NewBook {
+    /// 1 to 200 characters, not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    title: String,
+    /// At most 200 characters, not blank; omit it or send `null` when unknown.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    author: Option<String>,
+}
+
+/// A book's new content: both fields are replaced, and an omitted `author` is removed.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Java book, 2nd edition", "author": "Jane Doe"}))]
+pub struct BookReplacement {
+    /// Optional; when present it must equal the id in the path.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    id: Option<u64>,
+    /// 1 to 200 characters, not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    title: String,
+    /// At most 200 characters, not blank; omitted or `null` removes it.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    author: Option<String>,
+}
+
+/// The fields to change; absent fields stay as they are, and `"author": null` removes the author.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"author": "John Roe"}))]
+pub struct BookPatch {
+    /// Optional; when present it must equal the id in the path.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    id: Option<u64>,
+    /// 1 to 200 characters, not blank; cannot be removed.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"\S")]
+    title: Option<Option<String>>,
+    /// At most 200 characters, not blank; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200, pattern = r"\S")]
+    author: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent at all (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn check_body_id(body_id: Option<u64>, path_id: u64) -> Result<(), ApiError> {
+    match body_id {
+        Some(id) if id != path_id => Err(ApiError::invalid_field(
+            "/id",
+            format!("must equal the id in the path ({path_id})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// List books
+///
+/// All books ordered by id, optionally one page of them (`limit`, `offset`). The total number of
+/// books is in the `X-Total-Count` header.
+#[utoipa::path(
+    get,
+    path = "/books",
+    tag = TAG,
+    params(ListParams),
+    responses(
+        (status = 200, description = "Books ordered by id", body = Vec<Book>,
+            headers(("X-Total-Count" = usize, description = "Number of books in all"))),
+        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_books(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<(HeaderMap, axum::Json<Vec<Book>>), ApiError> {
+    if let Some(limit) = params.limit
+        && !(1..=MAX_PAGE).contains(&limit)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be from 1 to {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let page = state
+        .store
+        .list_books(Page {
+            limit: params.limit,
+            offset: params.offset.unwrap_or(0),
+        })
+        .await?;
+    let mut headers = HeaderMap::new();
+    headers.insert("x-total-count", HeaderValue::from(page.total));
+    Ok((headers, axum::Json(page.books)))
+}
+
+/// Create a book
+///
+/// The server assigns the id: the next number above the highest ever used.
+#[utoipa::path(
+    post,
+    path = "/books",
+    tag = TAG,
+    request_body = NewBook,
+    responses(
+        (status = 201, description = "The new book", body = Book,
+            headers(("Location" = String, description = "URL of the new book"))),
+        (status = 422, description = "A field is missing, of the wrong type, unknown or breaks a rule", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_book(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewBook>,
+) -> Result<(StatusCode, HeaderMap, axum::Json<Book>), ApiError> {
+    let fields = BookFields::parse(body.title, body.author)?;
+    let book = state.store.create_book(fields).await?;
+    let location = format!("{}/books/{}", state.config.api_prefix, book.id);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::try_from(location).map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    Ok((StatusCode::CREATED, headers, axum::Json(book)))
+}
+
+/// Get a book
+#[utoipa::path(
+    get,
+    path = "/books/{id}",
+    tag = TAG,
+    params(("id" = u64, Path, description = "Book id", minimum = 1)),
+    responses(
+        (status = 200, description = "The book", body = Book),
+        (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_book(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<axum::Json<Book>, ApiError> {
+    Ok(axum::Json(state.store.get_book(id).await?))
+}
+
+/// Replace a book
+///
+/// Sets both title and author; an omitted `author` is removed. An `id` in the body must equal the
+/// id in the path.
+#[utoipa::path(
+    put,
+    path = "/books/{id}",
+    tag = TAG,
+    params(("id" = u64, Path, description = "Book id", minimum = 1)),
+    request_body = BookReplacement,
+    responses(
+        (status = 200, description = "The book as replaced", body = Book),
+        (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn replace_book(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(body): ApiJson<BookReplacement>,
+) -> Result<axum::Json<Book>, ApiError> {
+    check_body_id(body.id, id)?;
+    let fields = BookFields::parse(body.title, body.author)?;
+    Ok(axum::Json(state.store.replace_book(id, fields).await?))
+}
+
+/// Update a book
+///
+/// Changes only the fields given (JSON merge patch: `"author": null` removes the author).
+/// `Content-Type` may be `application/json` or `application/merge-patch+json`.
+#[utoipa::path(
+    patch,
+    path = "/books/{id}",
+    tag = TAG,
+    params(("id" = u64, Path, description = "Book id", minimum = 1)),
+    request_body(content((BookPatch = "application/json"), (BookPatch = "application/merge-patch+json"))),
+    responses(
+        (status = 200, description = "The book as updated", body = Book),
+        (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_book(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(body): ApiJson<BookPatch>,
+) -> Result<axum::Json<Book>, ApiError> {
+    check_body_id(body.id, id)?;
+    let title = match body.title {
+        Some(None) => return Err(ApiError::invalid_field("/title", "cannot be removed")),
+        Some(Some(title)) => Some(title),
+        None => None,
+    };
+    let changes = BookChanges::parse(title, body.author)?;
+    Ok(axum::Json(state.store.update_book(id, changes).await?))
+}
+
+/// Delete a book
+///
+/// Its id is never handed out again.
+#[utoipa::path(
+    delete,
+    path = "/books/{id}",
+    tag = TAG,
+    params(("id" = u64, Path, description = "Book id", minimum = 1)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_book(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_book(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

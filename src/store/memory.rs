@@ -1,0 +1,168 @@
+//! The in-memory implementation of the store traits.
+//!
+//! Each table sits behind its own `std::sync::RwLock`, and every method does its whole
+//! read-check-write under one guard, so each operation is atomic. No guard is held across an
+//! `.await` (there is none inside), which is why a std lock, cheaper than tokio's, is right here.
+
+use std::path::Path;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+
+use super::books::BookTable;
+use super::seed::{self, SeedError, UniqueKeys};
+use super::things::ThingTable;
+use super::{
+    Backend, Book, BookChanges, BookFields, BookPage, BookStore, Page, RecordCounts, StoreError,
+    Thing, ThingStore,
+};
+
+const BOOKS_FILE: &str = "books.json";
+const THINGS_FILE: &str = "things.json";
+
+/// All records, held in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    books: RwLock<BookTable>,
+    /// Read-only after load, so it needs no lock.
+    things: ThingTable,
+}
+
+impl MemoryStore {
+    /// Loads and checks every seed file of `data_dir`; a missing file leaves its resource empty.
+    pub fn load(data_dir: &Path) -> Result<Self, SeedError> {
+        let books = seed::read::<Vec<Book>>(data_dir, BOOKS_FILE)?.unwrap_or_default();
+        let books = BookTable::from_seed(books)
+            .map_err(|reason| seed::rule_error(data_dir, BOOKS_FILE, reason))?;
+        let things = seed::read::<UniqueKeys<Thing>>(data_dir, THINGS_FILE)?
+            .map(|entries| entries.0)
+            .unwrap_or_default();
+        let things = ThingTable::from_seed(things)
+            .map_err(|reason| seed::rule_error(data_dir, THINGS_FILE, reason))?;
+        Ok(Self {
+            books: RwLock::new(books),
+            things,
+        })
+    }
+
+    // A panic elsewhere while holding a guard cannot leave a table half-changed (each method
+    // checks before it writes), so a poisoned lock is safe to keep using.
+    fn books(&self) -> RwLockReadGuard<'_, BookTable> {
+        self.books.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn books_mut(&self) -> RwLockWriteGuard<'_, BookTable> {
+        self.books.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl BookStore for MemoryStore {
+    async fn list_books(&self, page: Page) -> Result<BookPage, StoreError> {
+        Ok(self.books().list(page))
+    }
+
+    async fn get_book(&self, id: u64) -> Result<Book, StoreError> {
+        self.books().get(id)
+    }
+
+    async fn create_book(&self, fields: BookFields) -> Result<Book, StoreError> {
+        self.books_mut().create(fields)
+    }
+
+    async fn replace_book(&self, id: u64, fields: BookFields) -> Result<Book, StoreError> {
+        self.books_mut().replace(id, fields)
+    }
+
+    async fn update_book(&self, id: u64, changes: BookChanges) -> Result<Book, StoreError> {
+        self.books_mut().update(id, changes)
+    }
+
+    async fn delete_book(&self, id: u64) -> Result<(), StoreError> {
+        self.books_mut().delete(id)
+    }
+}
+
+#[async_trait]
+impl ThingStore for MemoryStore {
+    async fn list_things(&self) -> Result<Vec<Thing>, StoreError> {
+        Ok(self.things.list())
+    }
+
+    async fn get_thing(&self, id: &str) -> Result<Thing, StoreError> {
+        self.things.get(id)
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryStore {
+    async fn counts(&self) -> RecordCounts {
+        RecordCounts {
+            books: self.books().len(),
+            things: self.things.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn missing_files_give_empty_resources() {
+        let dir = dir_with(&[]);
+        let store = MemoryStore::load(dir.path()).unwrap();
+        assert_eq!(store.books().len(), 0);
+        assert_eq!(store.things.len(), 0);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file_line_and_column() {
+        let dir = dir_with(&[(
+            "books.json",
+            "[\n  {\"id\": 1, \"title\": \"a\"},\n  oops\n]",
+        )]);
+        let message = MemoryStore::load(dir.path()).unwrap_err().to_string();
+        assert!(message.contains("books.json"), "{message}");
+        assert!(message.contains("invalid JSON"), "{message}");
+        assert!(message.contains("line 3 column 3"), "{message}");
+    }
+
+    #[test]
+    fn wrong_shapes_and_broken_rules_name_the_file() {
+        let dir = dir_with(&[("books.json", r#"[{"id": "one", "title": "a"}]"#)]);
+        let message = MemoryStore::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("books.json") && message.contains("line 1"),
+            "{message}"
+        );
+
+        let dir = dir_with(&[(
+            "things.json",
+            r#"{"1": {"id": "1", "name": "a"}, "1": {"id": "1", "name": "b"}}"#,
+        )]);
+        let message = MemoryStore::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("things.json") && message.contains("duplicate id"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_later_file_fails_the_whole_load() {
+        let dir = dir_with(&[
+            ("books.json", r#"[{"id": 1, "title": "a"}]"#),
+            ("things.json", "{"),
+        ]);
+        assert!(MemoryStore::load(dir.path()).is_err());
+    }
+}

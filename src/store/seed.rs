@@ -1,0 +1,106 @@
+//! Reading the seed files of `DATA_DIR`, with errors that name the file and the place.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// Why the seed data could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// The file exists but could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The seed file.
+        path: PathBuf,
+        /// The I/O failure.
+        source: io::Error,
+    },
+    /// The file is not JSON, or not of the expected shape; the message has line and column.
+    #[error("{}: {kind}: {source}", path.display())]
+    Parse {
+        /// The seed file.
+        path: PathBuf,
+        /// `invalid JSON` or `unexpected content`.
+        kind: &'static str,
+        /// The parser's message, ending in `at line L column C`.
+        source: serde_json::Error,
+    },
+    /// The file parsed but breaks a rule (duplicate id, bad reference, bad value).
+    #[error("{}: {reason}", path.display())]
+    Rule {
+        /// The seed file.
+        path: PathBuf,
+        /// Which record breaks which rule.
+        reason: String,
+    },
+}
+
+/// Reads and parses `dir/name`; `Ok(None)` when the file does not exist.
+pub(super) fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, SeedError> {
+    let path = dir.join(name);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::warn!(file = %path.display(), "seed file missing; starting with none");
+            return Ok(None);
+        }
+        Err(source) => return Err(SeedError::Read { path, source }),
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| SeedError::Parse {
+            path,
+            kind: if source.is_data() {
+                "unexpected content"
+            } else {
+                "invalid JSON"
+            },
+            source,
+        })
+}
+
+/// A rule error for `dir/name`.
+pub(super) fn rule_error(dir: &Path, name: &str, reason: String) -> SeedError {
+    SeedError::Rule {
+        path: dir.join(name),
+        reason,
+    }
+}
+
+/// A JSON object read in order that refuses repeated keys (plain maps keep the last silently,
+/// which would hide a duplicate id in a seed file).
+#[derive(Debug)]
+pub(super) struct UniqueKeys<T>(pub BTreeMap<String, T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for UniqueKeys<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UniqueVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for UniqueVisitor<T> {
+            type Value = UniqueKeys<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object keyed by id")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("duplicate id {key:?}")));
+                    }
+                    let value = map.next_value()?;
+                    entries.insert(key, value);
+                }
+                Ok(UniqueKeys(entries))
+            }
+        }
+
+        deserializer.deserialize_map(UniqueVisitor(PhantomData))
+    }
+}

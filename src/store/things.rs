@@ -1,0 +1,106 @@
+//! Things: the read-only catalogue, loaded once and never changed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::StoreError;
+use super::ids::{NaturalId, is_valid_id};
+
+/// One entry of the catalogue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "1", "name": "Thing 1", "description": "The first thing."}))]
+pub struct Thing {
+    /// The thing's id, the same as its key in the catalogue.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "1")]
+    pub id: String,
+    /// Display name.
+    #[schema(example = "Thing 1")]
+    pub name: String,
+    /// Free text; absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The catalogue in natural id order.
+#[derive(Debug, Default)]
+pub struct ThingTable {
+    rows: BTreeMap<NaturalId, Thing>,
+}
+
+impl ThingTable {
+    /// Builds the catalogue from the seed's `{id: thing}` object; `Err` names the first entry
+    /// whose key is not a valid id or differs from its `id` field.
+    pub fn from_seed(entries: BTreeMap<String, Thing>) -> Result<Self, String> {
+        let mut rows = BTreeMap::new();
+        for (key, thing) in entries {
+            if !is_valid_id(&key) {
+                return Err(format!(
+                    "thing {key:?}: ids must match [A-Za-z0-9_-]{{1,64}}"
+                ));
+            }
+            if key != thing.id {
+                return Err(format!(
+                    "thing {key:?}: its id field is {:?}; it must equal the key",
+                    thing.id
+                ));
+            }
+            rows.insert(NaturalId::new(key), thing);
+        }
+        Ok(Self { rows })
+    }
+
+    /// How many things there are.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Every thing, in natural id order.
+    pub fn list(&self) -> Vec<Thing> {
+        self.rows.values().cloned().collect()
+    }
+
+    /// One thing.
+    pub fn get(&self, id: &str) -> Result<Thing, StoreError> {
+        self.rows
+            .get(&NaturalId::new(id))
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("thing {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thing(id: &str) -> Thing {
+        Thing {
+            id: id.to_owned(),
+            name: format!("Thing {id}"),
+            description: None,
+        }
+    }
+
+    #[test]
+    fn catalogue_is_listed_in_natural_order() {
+        let seed = ["10", "2", "1"]
+            .into_iter()
+            .map(|id| (id.to_owned(), thing(id)))
+            .collect();
+        let table = ThingTable::from_seed(seed).unwrap();
+        let ids: Vec<_> = table.list().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["1", "2", "10"]);
+        assert_eq!(table.get("2").unwrap().name, "Thing 2");
+        assert!(matches!(table.get("3"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn keys_must_match_ids_and_the_id_form() {
+        let mismatched = BTreeMap::from([("1".to_owned(), thing("2"))]);
+        assert!(ThingTable::from_seed(mismatched).is_err());
+        let bad = BTreeMap::from([("a b".to_owned(), thing("a b"))]);
+        assert!(ThingTable::from_seed(bad).is_err());
+    }
+}
