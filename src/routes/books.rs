@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Deserializer};
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -10,7 +11,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::store::{Book, BookChanges, BookFields, Page};
+use crate::store::{Book, BookChanges, BookFields, MAX_TEXT_CHARS, NOT_BLANK, Page};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "books";
@@ -34,7 +35,7 @@ pub struct ListParams {
     limit: Option<usize>,
     /// How many books to skip first.
     #[param(minimum = 0)]
-    offset: Option<usize>,
+    offset: Option<i64>,
 }
 
 /// A book to create.
@@ -42,12 +43,10 @@ pub struct ListParams {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"title": "Java book", "author": "Jane Doe"}))]
 pub struct NewBook {
-    /// 1 to 200 characters, not blank.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(schema_with = title_schema)]
     title: String,
-    /// At most 200 characters, not blank; omit it or send `null` when unknown.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(schema_with = author_schema)]
     author: Option<String>,
 }
 
@@ -60,12 +59,10 @@ pub struct BookReplacement {
     #[serde(default)]
     #[schema(minimum = 1)]
     id: Option<u64>,
-    /// 1 to 200 characters, not blank.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(schema_with = title_schema)]
     title: String,
-    /// At most 200 characters, not blank; omitted or `null` removes it.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(schema_with = author_schema)]
     author: Option<String>,
 }
 
@@ -78,14 +75,40 @@ pub struct BookPatch {
     #[serde(default)]
     #[schema(minimum = 1)]
     id: Option<u64>,
-    /// 1 to 200 characters, not blank; cannot be removed.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(schema_with = title_schema)]
     title: Option<Option<String>>,
-    /// At most 200 characters, not blank; `null` removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(schema_with = author_schema)]
     author: Option<Option<String>>,
+}
+
+// The two text schemas are built in code (attributes take only literals) so that they use the
+// store's own `NOT_BLANK` pattern and length limit.
+fn text_schema(nullable: bool, description: &str) -> Object {
+    let kind = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::new(Type::String)
+    };
+    ObjectBuilder::new()
+        .schema_type(kind)
+        .description(Some(description))
+        .min_length(Some(1))
+        .max_length(Some(MAX_TEXT_CHARS))
+        .pattern(Some(NOT_BLANK))
+        .build()
+}
+
+fn title_schema() -> Object {
+    text_schema(false, "1 to 200 characters, not blank.")
+}
+
+fn author_schema() -> Object {
+    text_schema(
+        true,
+        "At most 200 characters, not blank; omitted or `null` means no author.",
+    )
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent at all (`None`).
@@ -126,6 +149,19 @@ pub async fn list_books(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<(HeaderMap, axum::Json<Vec<Book>>), ApiError> {
+    let offset = match params.offset {
+        None => 0,
+        // An offset beyond what this machine can index is beyond every book: an empty page.
+        Some(offset) => usize::try_from(offset).or_else(|_| {
+            if offset < 0 {
+                Err(ApiError::BadRequest(format!(
+                    "offset must not be negative, got {offset}"
+                )))
+            } else {
+                Ok(usize::MAX)
+            }
+        })?,
+    };
     if let Some(limit) = params.limit
         && !(1..=MAX_PAGE).contains(&limit)
     {
@@ -137,7 +173,7 @@ pub async fn list_books(
         .store
         .list_books(Page {
             limit: params.limit,
-            offset: params.offset.unwrap_or(0),
+            offset,
         })
         .await?;
     let mut headers = HeaderMap::new();

@@ -7,6 +7,11 @@ use utoipa::ToSchema;
 
 use super::{StoreError, Violation};
 
+/// JSON Schema pattern of a text field that is not blank: one character outside Unicode
+/// `White_Space`, the set `char::is_whitespace` uses, so the spec and the check agree.
+pub const NOT_BLANK: &str =
+    r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
 /// Longest title or author, in characters.
 pub const MAX_TEXT_CHARS: usize = 200;
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use books::{Book, BookChanges, BookFields, BookPage, MAX_TEXT_CHARS, Page};
+pub use books::{Book, BookChanges, BookFields, BookPage, MAX_TEXT_CHARS, NOT_BLANK, Page};
 pub use ids::{NaturalId, is_valid_id};
 pub use memory::MemoryStore;
 pub use seed::SeedError;
