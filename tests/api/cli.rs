@@ -1,0 +1,228 @@
+//! The `monolith` binary: its command line, start-up failures, `.env`, and signals.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{DATA_DIR, binary, data_dir_with, write_files};
+
+/// A command for the binary with a clean environment, run in `cwd` (so no stray `.env`).
+fn monolith(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().copied());
+    command
+}
+
+fn run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    monolith(cwd, args, env).output().expect("the binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_and_version_describe_the_binary() {
+    let cwd = tempfile::tempdir().unwrap();
+    let help = run(cwd.path(), &["--help"], &[]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("check-data") && text.contains("serve"),
+        "{text}"
+    );
+
+    let version = run(cwd.path(), &["--version"], &[]);
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("monolith {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_data_accepts_the_bundled_data() {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = run(cwd.path(), &["check-data"], &[("DATA_DIR", DATA_DIR)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("12 books, 4 things"), "{text}");
+}
+
+#[test]
+fn a_bad_seed_stops_check_data_and_the_server_with_the_same_message() {
+    let data = data_dir_with(&[(
+        "books.json",
+        "[\n  {\"id\": 1, \"title\": \"a\"},\n  {\"id\": }\n]",
+    )]);
+    let data_path = data.path().to_str().unwrap();
+    let env = [
+        ("DATA_DIR", data_path),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+    ];
+    let check = run(data.path(), &["check-data"], &env);
+    let serve = run(data.path(), &[], &env);
+    for output in [&check, &serve] {
+        assert!(!output.status.success());
+        let message = stderr(output);
+        assert!(message.contains("books.json"), "{message}");
+        assert!(message.contains("line 3 column 10"), "{message}");
+    }
+    assert_eq!(stderr(&check), stderr(&serve));
+}
+
+#[test]
+fn a_rule_breaking_seed_names_the_file_and_the_record() {
+    let data = data_dir_with(&[(
+        "books.json",
+        r#"[{"id": 1, "title": "a"}, {"id": 1, "title": "b"}]"#,
+    )]);
+    let output = run(
+        data.path(),
+        &["check-data"],
+        &[("DATA_DIR", data.path().to_str().unwrap())],
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("books.json") && message.contains("book 1: duplicate id"),
+        "{message}"
+    );
+}
+
+#[test]
+fn missing_seed_files_start_empty() {
+    let data = tempfile::tempdir().unwrap();
+    let output = run(
+        data.path(),
+        &["check-data"],
+        &[("DATA_DIR", data.path().to_str().unwrap())],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("0 books, 0 things"), "{stdout}");
+    assert!(
+        stdout.contains("seed file missing"),
+        "the absence is logged: {stdout}"
+    );
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    for (name, value) in [
+        ("PORT", "eighty"),
+        ("LOG_FORMAT", "xml"),
+        ("MAX_BODY_BYTES", "0"),
+        ("REQUEST_TIMEOUT_SECS", "-1"),
+        ("HOST", "somewhere"),
+    ] {
+        let output = run(cwd.path(), &[], &[(name, value), ("DATA_DIR", DATA_DIR)]);
+        assert!(!output.status.success(), "{name}={value}");
+        let message = stderr(&output);
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(
+            message.contains(name) && message.contains(value),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn dot_env_is_read_and_real_environment_variables_win() {
+    let cwd = tempfile::tempdir().unwrap();
+    let broken = data_dir_with(&[("things.json", "{")]);
+    write_files(
+        cwd.path(),
+        &[(".env", &format!("DATA_DIR={}\n", broken.path().display()))],
+    );
+    let from_file = run(cwd.path(), &["check-data"], &[]);
+    assert!(!from_file.status.success());
+    assert!(stderr(&from_file).contains("things.json"));
+
+    let overridden = run(cwd.path(), &["check-data"], &[("DATA_DIR", DATA_DIR)]);
+    assert!(overridden.status.success(), "{}", stderr(&overridden));
+}
+
+/// Starts the server on an ephemeral port and returns it with its address.
+fn spawn_server() -> (Child, String) {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = monolith(
+        cwd.path(),
+        &[],
+        &[
+            ("DATA_DIR", DATA_DIR),
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("LOG_FORMAT", "json"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server logs before exiting")
+            .unwrap();
+        let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+        if entry["message"] == "listening" {
+            break entry["address"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+fn http_get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the server did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_server_with_exit_status_0() {
+    for signal in ["-TERM", "-INT"] {
+        let (mut child, address) = spawn_server();
+        let response = http_get(&address, "/healthz");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+        assert!(status.success(), "{signal}: {status:?}");
+    }
+}

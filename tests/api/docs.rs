@@ -1,0 +1,244 @@
+//! The index, Swagger UI and the OpenAPI document, under several prefixes.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, config_with_prefix};
+
+async fn browser_get(app: &TestApp, uri: &str) -> crate::helpers::TestResponse {
+    app.send(
+        Request::get(uri)
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_root_redirects_to_the_docs() {
+    let app = TestApp::new();
+    let res = app.get("/").await;
+    assert!(res.status.is_redirection(), "{}", res.status);
+    assert_eq!(res.header("location"), Some("/api/v1/docs/"));
+}
+
+#[tokio::test]
+async fn the_prefix_gives_api_clients_an_index_and_browsers_the_docs() {
+    let app = TestApp::new();
+    for uri in ["/api/v1", "/api/v1/"] {
+        let res = app.get(uri).await;
+        assert_eq!(
+            res.assert_json(StatusCode::OK),
+            &json!({
+                "resources": {"books": "/api/v1/books", "things": "/api/v1/things"},
+                "docs": "/api/v1/docs/",
+                "openapi": "/api/v1/openapi.json"
+            })
+        );
+        let res = browser_get(&app, uri).await;
+        assert!(res.status.is_redirection());
+        assert_eq!(res.header("location"), Some("/api/v1/docs/"));
+    }
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary_and_loads_the_spec_by_a_relative_url() {
+    let app = TestApp::new();
+    let page = app.get("/api/v1/docs/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.content_type().starts_with("text/html"));
+    assert!(page.text.contains("swagger-ui"));
+    // Every asset the page names is served here (no CDN), relative to the page.
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "swagger-initializer.js",
+        "swagger-ui.css",
+    ] {
+        assert!(
+            page.text.contains(&format!("./{asset}")),
+            "page names {asset}"
+        );
+        let res = app.get(&format!("/api/v1/docs/{asset}")).await;
+        assert_eq!(res.status, StatusCode::OK, "{asset}");
+        assert!(!res.text.is_empty());
+    }
+    assert!(!page.text.contains("http://") && !page.text.contains("https://"));
+
+    let init = app.get("/api/v1/docs/swagger-initializer.js").await;
+    assert!(
+        init.text.contains(r#""url": "/api/v1/openapi.json""#),
+        "{}",
+        init.text
+    );
+    // `/docs` without the slash goes to the page.
+    let res = app.get("/api/v1/docs").await;
+    assert_eq!(res.header("location"), Some("/api/v1/docs/"));
+}
+
+fn operations(spec: &Value) -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            found.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_spec_documents_every_route_with_a_relative_server() {
+    let app = TestApp::new();
+    let res = app.get("/api/v1/openapi.json").await;
+    let spec = res.assert_json(StatusCode::OK);
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert_eq!(spec["servers"], json!([{"url": "/api/v1"}]));
+
+    let expected: BTreeSet<(String, String)> = [
+        ("GET", "/"),
+        ("GET", "/books"),
+        ("POST", "/books"),
+        ("GET", "/books/{id}"),
+        ("PUT", "/books/{id}"),
+        ("PATCH", "/books/{id}"),
+        ("DELETE", "/books/{id}"),
+        ("GET", "/things"),
+        ("GET", "/things/{id}"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    .collect();
+    assert_eq!(operations(spec), expected);
+
+    // Each documented operation is routed: none of them answers 404 or 405 for want of a route.
+    for (method, path) in &expected {
+        let uri = format!("/api/v1{}", path.replace("{id}", "1"));
+        let res = TestApp::new()
+            .send_body(
+                method.parse().unwrap(),
+                &uri,
+                Some("application/json"),
+                "{}",
+            )
+            .await;
+        assert!(
+            !matches!(res.status, StatusCode::METHOD_NOT_ALLOWED)
+                && res.status != StatusCode::NOT_FOUND,
+            "{method} {uri}: {}",
+            res.status
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_operation_documents_its_errors_as_problems() {
+    let app = TestApp::new();
+    let spec = app.get("/api/v1/openapi.json").await.body;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let summary = op["summary"].as_str().unwrap_or("");
+            assert!(!summary.is_empty(), "{method} {path} has a summary");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("500"), "{method} {path}");
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+    let books_item = &spec["paths"]["/books/{id}"];
+    assert!(books_item["get"]["responses"]["404"].is_object());
+    assert!(books_item["get"]["responses"]["400"].is_object());
+}
+
+#[tokio::test]
+async fn schemas_carry_examples_and_the_rules() {
+    let app = TestApp::new();
+    let spec = app.get("/api/v1/openapi.json").await.body;
+    let schemas = &spec["components"]["schemas"];
+    for name in [
+        "Book",
+        "NewBook",
+        "BookReplacement",
+        "BookPatch",
+        "Thing",
+        "Problem",
+        "ApiIndex",
+    ] {
+        assert!(schemas[name].is_object(), "{name}");
+        assert!(
+            schemas[name]["example"].is_object(),
+            "{name} has an example"
+        );
+    }
+    let title = &schemas["NewBook"]["properties"]["title"];
+    assert_eq!(title["minLength"], 1);
+    assert_eq!(title["maxLength"], 200);
+    assert!(title["pattern"].is_string());
+    assert_eq!(schemas["NewBook"]["additionalProperties"], false);
+}
+
+#[tokio::test]
+async fn an_empty_prefix_puts_the_api_at_the_root() {
+    let app = TestApp::with_config(config_with_prefix(""));
+    assert_eq!(
+        app.get("/books/1").await.assert_json(StatusCode::OK)["id"],
+        1
+    );
+    let res = app.post_json("/books", json!({"title": "Root"})).await;
+    assert_eq!(res.header("location"), Some("/books/13"));
+    assert_eq!(app.get("/docs/").await.status, StatusCode::OK);
+    let spec = app.get("/openapi.json").await.body;
+    assert_eq!(spec["servers"], json!([{"url": "/"}]));
+    let init = app.get("/docs/swagger-initializer.js").await;
+    assert!(init.text.contains(r#""url": "/openapi.json""#));
+    // At the root, `/` is the index: JSON for API clients, the docs for browsers.
+    assert_eq!(
+        app.get("/").await.assert_json(StatusCode::OK)["resources"]["books"],
+        "/books"
+    );
+    assert_eq!(
+        browser_get(&app, "/").await.header("location"),
+        Some("/docs/")
+    );
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/books").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_custom_prefix_with_slashes_is_normalised() {
+    let app = TestApp::with_config(config_with_prefix("/custom/"));
+    assert_eq!(
+        app.get("/custom/books/2").await.assert_json(StatusCode::OK)["id"],
+        2
+    );
+    let res = app
+        .post_json("/custom/books", json!({"title": "Custom"}))
+        .await;
+    assert_eq!(res.header("location"), Some("/custom/books/13"));
+    assert_eq!(app.get("/").await.header("location"), Some("/custom/docs/"));
+    assert_eq!(app.get("/custom/").await.body["docs"], "/custom/docs/");
+    assert_eq!(app.get("/custom/docs/").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/custom/openapi.json").await.body["servers"],
+        json!([{"url": "/custom"}])
+    );
+    app.get("/custom/books/99")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "/custom/books/99");
+    assert_eq!(app.get("/api/v1/books").await.status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,10 @@
+//! Black-box tests of monolith through HTTP: one binary, so the crate links once.
+
+mod books;
+mod cli;
+mod docs;
+mod errors;
+mod helpers;
+mod ops;
+mod server;
+mod things;

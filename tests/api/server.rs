@@ -1,0 +1,144 @@
+//! A real server on an ephemeral port: sockets, graceful shutdown, timeouts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monolith::{AppState, Config, Store, serve};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::helpers::{init_logs, test_config};
+
+/// A server running in a task, stopped by `shutdown`.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    pub async fn start(config: Config) -> Self {
+        init_logs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let store = Store::load(&config.data_dir).unwrap();
+        let state = AppState::new(config, store);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Begins graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down and waits for `serve` to return.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .expect("serve returns Ok");
+    }
+}
+
+/// Reads one HTTP/1.1 response whole from a raw connection that the server then closes.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut buffer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer))
+        .await
+        .expect("a response in time")
+        .unwrap();
+    String::from_utf8_lossy(&buffer).into_owned()
+}
+
+#[tokio::test]
+async fn serves_the_api_over_a_real_socket() {
+    let server = RunningServer::start(test_config()).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .get(server.url("/api/v1/books"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-total-count"], "12");
+    let books: Value = res.json().await.unwrap();
+    assert_eq!(books.as_array().unwrap().len(), 12);
+
+    let res = client
+        .post(server.url("/api/v1/books"))
+        .json(&json!({"title": "Over the wire"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["location"], "/api/v1/books/13");
+
+    let res = client.get(server.url("/nope")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    let mut server = RunningServer::start(test_config()).await;
+    let body = r#"{"title": "Finished during shutdown"}"#;
+    let (head, tail) = body.split_at(10);
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST /api/v1/books HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    server.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "no new connections once shutdown has begun"
+    );
+
+    stream.write_all(tail.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains("Finished during shutdown"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_its_body_gets_a_408() {
+    let mut config = test_config();
+    config.request_timeout = Duration::from_millis(300);
+    let server = RunningServer::start(config).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/books HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"title\"",
+        )
+        .await
+        .unwrap();
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("application/problem+json"));
+    server.stop().await;
+}
