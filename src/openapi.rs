@@ -6,7 +6,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{Content, OpenApi as Spec, Ref, ResponseBuilder, Server};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{books, index, things};
+use crate::routes::{books, index, ops, things};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,7 +20,9 @@ catalogue in one server. Every error is an RFC 9457 problem (`application/proble
         (name = index::TAG, description = "Where to find the API's resources"),
         (name = books::TAG, description = "Books: create, read, update and delete"),
         (name = things::TAG, description = "A read-only catalogue of things"),
+        (name = ops::TAG, description = "Probes for orchestrators, served at the root, never under the prefix"),
     ),
+    paths(ops::healthz, ops::readyz),
     components(schemas(Problem, FieldError))
 )]
 struct ApiDoc;
@@ -38,7 +40,10 @@ pub fn base() -> Spec {
 pub fn finish(mut spec: Spec, prefix: &str) -> Spec {
     let url = if prefix.is_empty() { "/" } else { prefix };
     spec.servers = Some(vec![Server::new(url)]);
-    for item in spec.paths.paths.values_mut() {
+    for (path, item) in spec.paths.paths.iter_mut() {
+        if ops::PATHS.contains(&path.as_str()) {
+            item.servers = Some(vec![Server::new("/")]);
+        }
         let operations = [
             &mut item.get,
             &mut item.put,

@@ -6,9 +6,17 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
+
+/// OpenAPI tag of these routes.
+pub const TAG: &str = "operations";
+
+/// The routes here, for the spec, which serves them from the origin's root rather than under
+/// the API prefix.
+pub const PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router<AppState> {
@@ -18,17 +26,39 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The body of a successful probe.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
 pub struct ProbeStatus {
+    /// `ok` (liveness) or `ready` (readiness).
     status: &'static str,
 }
 
-/// Liveness: 200 while the process serves.
+/// Liveness probe
+///
+/// 200 while the process serves. Never under the API prefix.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = TAG,
+    responses((status = 200, description = "The process is serving", body = ProbeStatus))
+)]
 pub async fn healthz() -> axum::Json<ProbeStatus> {
     axum::Json(ProbeStatus { status: "ok" })
 }
 
-/// Readiness: 200 once the data is loaded, 503 once shutdown has begun.
+/// Readiness probe
+///
+/// 200 once the data is loaded, 503 once shutdown has begun. Never under the API prefix.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = TAG,
+    responses(
+        (status = 200, description = "Ready to take traffic", body = ProbeStatus,
+            example = json!({"status": "ready"})),
+        (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<ProbeStatus>, ApiError> {
     if state.ready.load(Ordering::Acquire) {
         Ok(axum::Json(ProbeStatus { status: "ready" }))
