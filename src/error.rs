@@ -93,8 +93,8 @@ pub enum ApiError {
     /// 400: a path id, query parameter or body that cannot be read.
     #[error("{0}")]
     BadRequest(String),
-    /// 404: the named resource (e.g. `book 42`) does not exist.
-    #[error("{0} does not exist")]
+    /// 404: the resource does not exist; the text says which (`book 42 does not exist`).
+    #[error("{0}")]
     NotFound(String),
     /// 413: the body is larger than `MAX_BODY_BYTES`.
     #[error("the request body is larger than the server accepts")]
@@ -135,7 +135,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::NotFound(_) | StoreError::NoBids(_) => Self::NotFound(err.to_string()),
+            StoreError::MissingReference { field, what } => {
+                Self::invalid_field(format!("/{field}"), format!("{what} does not exist"))
+            }
             StoreError::Exhausted(_) => Self::Internal(err.into()),
         }
     }

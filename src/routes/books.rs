@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Deserializer};
-use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -11,7 +11,8 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::store::{Book, BookChanges, BookFields, MAX_TEXT_CHARS, NOT_BLANK, Page};
+use crate::routes::schemas::text_schema;
+use crate::store::{Book, BookChanges, BookFields, Page};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "books";
@@ -81,23 +82,6 @@ pub struct BookPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = author_schema)]
     author: Option<Option<String>>,
-}
-
-// The two text schemas are built in code (attributes take only literals) so that they use the
-// store's own `NOT_BLANK` pattern and length limit.
-fn text_schema(nullable: bool, description: &str) -> Object {
-    let kind = if nullable {
-        SchemaType::from_iter([Type::String, Type::Null])
-    } else {
-        SchemaType::new(Type::String)
-    };
-    ObjectBuilder::new()
-        .schema_type(kind)
-        .description(Some(description))
-        .min_length(Some(1))
-        .max_length(Some(MAX_TEXT_CHARS))
-        .pattern(Some(NOT_BLANK))
-        .build()
 }
 
 fn title_schema() -> Object {

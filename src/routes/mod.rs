@@ -4,6 +4,7 @@
 pub mod books;
 pub mod index;
 pub mod ops;
+pub mod schemas;
 pub mod things;
 
 use axum::Router;

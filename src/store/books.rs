@@ -5,15 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{StoreError, Violation};
-
-/// JSON Schema pattern of a text field that is not blank: one character outside Unicode
-/// `White_Space`, the set `char::is_whitespace` uses, so the spec and the check agree.
-pub const NOT_BLANK: &str =
-    r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
-
-/// Longest title or author, in characters.
-pub const MAX_TEXT_CHARS: usize = 200;
+use super::{StoreError, Violation, check_text};
 
 /// A book as stored and sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -82,17 +74,6 @@ impl BookChanges {
             Err(violations)
         }
     }
-}
-
-fn check_text(field: &'static str, value: &str) -> Option<Violation> {
-    let message = if value.trim().is_empty() {
-        "must not be blank"
-    } else if value.chars().count() > MAX_TEXT_CHARS {
-        "must be at most 200 characters long"
-    } else {
-        return None;
-    };
-    Some(Violation { field, message })
 }
 
 /// Which slice of the ordered list to return.

@@ -42,12 +42,58 @@ impl PartialOrd for NaturalId {
     }
 }
 
+/// The allowed form of a string id, as a JSON Schema pattern.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
 /// Whether `id` has the allowed form of a string id: `[A-Za-z0-9_-]{1,64}`.
 pub fn is_valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Hands out ids `{prefix}{n}`: the next number above the highest ever seen, so that no id is
+/// handed out twice, not even after a delete.
+#[derive(Clone, Debug)]
+pub struct IdCounter {
+    prefix: &'static str,
+    highest: u64,
+}
+
+/// Numbers at or above this are not counted: a client could otherwise `PUT /users/user{u64::MAX}`
+/// and exhaust the counter. Such ids cannot collide with generated ones before the counter
+/// reaches them, which it never will.
+const COUNTED_BELOW: u64 = 1 << 53;
+
+impl IdCounter {
+    /// A counter for ids that start with `prefix`, starting at 1.
+    pub fn new(prefix: &'static str) -> Self {
+        Self { prefix, highest: 0 }
+    }
+
+    /// Records an id as used: a later [`IdCounter::next`] returns a higher number.
+    pub fn observe(&mut self, id: &str) {
+        let Some(digits) = id.strip_prefix(self.prefix) else {
+            return;
+        };
+        // Only the canonical spelling (`user7`, not `user07`) can equal a generated id.
+        if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return;
+        }
+        if let Ok(n) = digits.parse::<u64>()
+            && n < COUNTED_BELOW
+        {
+            self.highest = self.highest.max(n);
+        }
+    }
+
+    /// The next id; it is also recorded as used.
+    pub fn next(&mut self) -> NaturalId {
+        self.highest += 1;
+        NaturalId(format!("{}{}", self.prefix, self.highest))
+    }
 }
 
 /// Compares two strings chunk by chunk, digit runs by numeric value; a total order that falls
@@ -123,6 +169,19 @@ mod tests {
             sorted(&["n99999999999999999999999", "n100000000000000000000000"]),
             ["n99999999999999999999999", "n100000000000000000000000"]
         );
+    }
+
+    #[test]
+    fn counters_continue_above_the_highest_canonical_id_seen() {
+        let mut counter = IdCounter::new("bid");
+        assert_eq!(counter.next().as_str(), "bid1");
+        for seen in ["bid9", "bid007", "other99", "bid", "bidx5", "bid99999999999999999999"] {
+            counter.observe(seen);
+        }
+        assert_eq!(counter.next().as_str(), "bid10");
+        assert_eq!(counter.next().as_str(), "bid11");
+        counter.observe("bid5");
+        assert_eq!(counter.next().as_str(), "bid12");
     }
 
     #[test]

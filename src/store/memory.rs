@@ -9,16 +9,19 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
+use super::auction::AuctionTable;
 use super::books::BookTable;
 use super::seed::{self, SeedError, UniqueKeys};
 use super::things::ThingTable;
 use super::{
-    Backend, Book, BookChanges, BookFields, BookPage, BookStore, Page, RecordCounts, StoreError,
-    Thing, ThingStore,
+    AuctionStore, Backend, Bid, Book, BookChanges, BookFields, BookPage, BookStore, Item,
+    ItemDetail, Name, NewBid, Page, RecordCounts, StoreError, Thing, ThingStore, Upsert, User,
+    UserItems,
 };
 
 const BOOKS_FILE: &str = "books.json";
 const THINGS_FILE: &str = "things.json";
+const AUCTION_FILE: &str = "auction.json";
 
 /// All records, held in memory.
 #[derive(Debug, Default)]
@@ -26,6 +29,8 @@ pub struct MemoryStore {
     books: RwLock<BookTable>,
     /// Read-only after load, so it needs no lock.
     things: ThingTable,
+    /// Users, items and bids share one lock: a bid changes an item and a user together.
+    auction: RwLock<AuctionTable>,
 }
 
 impl MemoryStore {
@@ -39,9 +44,15 @@ impl MemoryStore {
             .unwrap_or_default();
         let things = ThingTable::from_seed(things)
             .map_err(|reason| seed::rule_error(data_dir, THINGS_FILE, reason))?;
+        let auction = match seed::read(data_dir, AUCTION_FILE)? {
+            Some(seed) => AuctionTable::from_seed(seed)
+                .map_err(|reason| seed::rule_error(data_dir, AUCTION_FILE, reason))?,
+            None => AuctionTable::default(),
+        };
         Ok(Self {
             books: RwLock::new(books),
             things,
+            auction: RwLock::new(auction),
         })
     }
 
@@ -53,6 +64,14 @@ impl MemoryStore {
 
     fn books_mut(&self) -> RwLockWriteGuard<'_, BookTable> {
         self.books.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn auction(&self) -> RwLockReadGuard<'_, AuctionTable> {
+        self.auction.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn auction_mut(&self) -> RwLockWriteGuard<'_, AuctionTable> {
+        self.auction.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -95,11 +114,86 @@ impl ThingStore for MemoryStore {
 }
 
 #[async_trait]
+impl AuctionStore for MemoryStore {
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        Ok(self.auction().list_users())
+    }
+
+    async fn get_user(&self, id: &str) -> Result<User, StoreError> {
+        self.auction().get_user(id)
+    }
+
+    async fn create_user(&self, name: Name) -> Result<User, StoreError> {
+        Ok(self.auction_mut().create_user(name))
+    }
+
+    async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError> {
+        Ok(self.auction_mut().put_user(id, name))
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+        self.auction_mut().delete_user(id)
+    }
+
+    async fn user_items(&self, id: &str) -> Result<UserItems, StoreError> {
+        self.auction().user_items(id)
+    }
+
+    async fn list_items(&self) -> Result<Vec<Item>, StoreError> {
+        Ok(self.auction().list_items())
+    }
+
+    async fn get_item(&self, id: &str, detail: ItemDetail) -> Result<Item, StoreError> {
+        self.auction().get_item(id, detail)
+    }
+
+    async fn create_item(&self, name: Name) -> Result<Item, StoreError> {
+        Ok(self.auction_mut().create_item(name))
+    }
+
+    async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError> {
+        Ok(self.auction_mut().put_item(id, name))
+    }
+
+    async fn delete_item(&self, id: &str) -> Result<(), StoreError> {
+        self.auction_mut().delete_item(id)
+    }
+
+    async fn item_bids(&self, id: &str) -> Result<Vec<Bid>, StoreError> {
+        self.auction().item_bids(id)
+    }
+
+    async fn winning_bid(&self, id: &str) -> Result<Bid, StoreError> {
+        self.auction().winning_bid(id)
+    }
+
+    async fn list_bids(&self) -> Result<Vec<Bid>, StoreError> {
+        Ok(self.auction().list_bids())
+    }
+
+    async fn get_bid(&self, id: &str) -> Result<Bid, StoreError> {
+        self.auction().get_bid(id)
+    }
+
+    async fn place_bid(&self, bid: NewBid) -> Result<Bid, StoreError> {
+        self.auction_mut().place_bid(bid)
+    }
+
+    async fn delete_bid(&self, id: &str) -> Result<(), StoreError> {
+        self.auction_mut().delete_bid(id)
+    }
+}
+
+#[async_trait]
 impl Backend for MemoryStore {
     async fn counts(&self) -> RecordCounts {
+        let (users, items, bids) = self.auction().counts();
         RecordCounts {
             books: self.books().len(),
             things: self.things.len(),
+            users,
+            items,
+            bids,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Layout: `books.rs` and `things.rs` hold each resource's records and rules, free of locks and
 //! I/O; `memory.rs` puts them behind locks; `seed.rs` reads `DATA_DIR`; `ids.rs` orders string ids.
 
+mod auction;
 mod books;
 mod ids;
 mod memory;
@@ -19,8 +20,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use books::{Book, BookChanges, BookFields, BookPage, MAX_TEXT_CHARS, NOT_BLANK, Page};
-pub use ids::{NaturalId, is_valid_id};
+pub use auction::{
+    Bid, BidValue, DECIMAL_PATTERN, Item, ItemBids, ItemDetail, Name, NewBid, Upsert, User,
+    UserItems,
+};
+pub use books::{Book, BookChanges, BookFields, BookPage, Page};
+pub use ids::{ID_PATTERN, NaturalId, is_valid_id};
 pub use memory::MemoryStore;
 pub use seed::SeedError;
 pub use things::Thing;
@@ -34,12 +39,43 @@ pub enum StoreError {
     /// A counter ran out of ids (after 2^64 books, say).
     #[error("no more {0} can be assigned")]
     Exhausted(&'static str),
+    /// The item exists but has no bids, so no winner; the text names it.
+    #[error("{0} has no bids")]
+    NoBids(String),
+    /// A record names another that does not exist (a bid for an unknown user or item).
+    #[error("{what} does not exist")]
+    MissingReference {
+        /// The referring field (`user`, `item`).
+        field: &'static str,
+        /// The missing record, e.g. `user user9`.
+        what: String,
+    },
+}
+
+/// JSON Schema pattern of a text field that is not blank: one character outside Unicode
+/// `White_Space`, the set `char::is_whitespace` uses, so the spec and the check agree.
+pub const NOT_BLANK: &str =
+    r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
+/// Longest title, author or name, in characters.
+pub const MAX_TEXT_CHARS: usize = 200;
+
+/// Checks a title, author or name: not blank, at most [`MAX_TEXT_CHARS`] characters.
+fn check_text(field: &'static str, value: &str) -> Option<Violation> {
+    let message = if value.trim().is_empty() {
+        "must not be blank"
+    } else if value.chars().count() > MAX_TEXT_CHARS {
+        "must be at most 200 characters long"
+    } else {
+        return None;
+    };
+    Some(Violation { field, message })
 }
 
 /// A rule a field broke, for the routes to turn into a 422 pointer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// The field's name in the request body.
+    /// The field's path in the request body, `/`-separated (`title`, `bid/value`).
     pub field: &'static str,
     /// What is wrong, e.g. `must not be blank`.
     pub message: &'static str,
@@ -52,6 +88,12 @@ pub struct RecordCounts {
     pub books: usize,
     /// Things in the catalogue.
     pub things: usize,
+    /// Bid-tracker users.
+    pub users: usize,
+    /// Auction items.
+    pub items: usize,
+    /// Bids.
+    pub bids: usize,
 }
 
 /// Book operations; each one is atomic.
@@ -80,9 +122,48 @@ pub trait ThingStore: Send + Sync {
     async fn get_thing(&self, id: &str) -> Result<Thing, StoreError>;
 }
 
+/// Bid-tracker operations; each one is atomic, so a bid and its item's winner change together.
+#[async_trait]
+pub trait AuctionStore: Send + Sync {
+    /// Every user in natural id order.
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// One user.
+    async fn get_user(&self, id: &str) -> Result<User, StoreError>;
+    /// A new user under the next free id.
+    async fn create_user(&self, name: Name) -> Result<User, StoreError>;
+    /// Creates or renames the user `id`.
+    async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError>;
+    /// Deletes a user and their bids; winners are recomputed.
+    async fn delete_user(&self, id: &str) -> Result<(), StoreError>;
+    /// The items a user bid on, once each, in order of their first remaining bid.
+    async fn user_items(&self, id: &str) -> Result<UserItems, StoreError>;
+    /// Every item with its bid ids, in natural id order.
+    async fn list_items(&self) -> Result<Vec<Item>, StoreError>;
+    /// One item with as much of its bids as asked for.
+    async fn get_item(&self, id: &str, detail: ItemDetail) -> Result<Item, StoreError>;
+    /// A new item under the next free id.
+    async fn create_item(&self, name: Name) -> Result<Item, StoreError>;
+    /// Creates or renames the item `id`; its bids stay.
+    async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError>;
+    /// Deletes an item and its bids.
+    async fn delete_item(&self, id: &str) -> Result<(), StoreError>;
+    /// An item's bids in placing order.
+    async fn item_bids(&self, id: &str) -> Result<Vec<Bid>, StoreError>;
+    /// An item's winning bid.
+    async fn winning_bid(&self, id: &str) -> Result<Bid, StoreError>;
+    /// Every bid in natural id order.
+    async fn list_bids(&self) -> Result<Vec<Bid>, StoreError>;
+    /// One bid.
+    async fn get_bid(&self, id: &str) -> Result<Bid, StoreError>;
+    /// Places a bid and updates its item's winner in one step.
+    async fn place_bid(&self, bid: NewBid) -> Result<Bid, StoreError>;
+    /// Deletes a bid and updates its item's winner in one step.
+    async fn delete_bid(&self, id: &str) -> Result<(), StoreError>;
+}
+
 /// Everything a storage implementation provides.
 #[async_trait]
-pub trait Backend: BookStore + ThingStore {
+pub trait Backend: BookStore + ThingStore + AuctionStore {
     /// Records per resource, for `check-data` and the metrics gauge.
     async fn counts(&self) -> RecordCounts;
 }

@@ -21,12 +21,14 @@ pub enum SeedError {
         source: io::Error,
     },
     /// The file is not JSON, or not of the expected shape; the message has line and column.
-    #[error("{}: {kind}: {source}", path.display())]
+    #[error("{}: {kind}{at}: {source}", path.display())]
     Parse {
         /// The seed file.
         path: PathBuf,
         /// `invalid JSON` or `unexpected content`.
         kind: &'static str,
+        /// Where in the document a shape error is (` in bids.bid1.value`), or empty.
+        at: String,
         /// The parser's message, ending in `at line L column C`.
         source: serde_json::Error,
     },
@@ -51,17 +53,34 @@ pub(super) fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option
         }
         Err(source) => return Err(SeedError::Read { path, source }),
     };
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|source| SeedError::Parse {
+    let mut deserializer = serde_json::Deserializer::from_slice(&text);
+    let parsed = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|err| {
+            let record = err.path().to_string();
+            (record, err.into_inner())
+        })
+        .and_then(|value| {
+            deserializer.end().map_err(|e| (String::new(), e))?;
+            Ok(value)
+        });
+    parsed.map(Some).map_err(|(record, source)| {
+        let is_data = source.is_data();
+        SeedError::Parse {
             path,
-            kind: if source.is_data() {
+            kind: if is_data {
                 "unexpected content"
             } else {
                 "invalid JSON"
             },
+            // The record's path (`bids.bid1.value`) names it for a shape error.
+            at: if is_data && record != "." {
+                format!(" in {record}")
+            } else {
+                String::new()
+            },
             source,
-        })
+        }
+    })
 }
 
 /// A rule error for `dir/name`.

@@ -1,0 +1,846 @@
+//! The auction bid tracker: users, items and bids, and the rules that keep each item's winning
+//! bid and each user's list of items right.
+//!
+//! Every change is O(log n) in the number of bids: each item keeps its bids in placing order and
+//! in ranking order (highest value first, earliest first on a tie), so its winner is the first of
+//! the ranking; each user keeps, per item, the placing numbers of their bids, and the items in
+//! order of the user's first remaining bid. No operation scans all bids.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use super::ids::{IdCounter, NaturalId, is_valid_id};
+use super::seed::UniqueKeys;
+use super::{StoreError, Violation, check_text};
+
+/// The string form of a bid value: a plain decimal greater than 0, up to 15 integer digits and
+/// a fraction of up to 9 (or, below 1, up to 17) digits. The original client sends values as
+/// strings such as `"100000"`.
+pub const DECIMAL_PATTERN: &str =
+    r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,9})?|0\.[0-9]{0,8}[1-9][0-9]{0,8})$";
+
+static DECIMAL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(DECIMAL_PATTERN).expect("the decimal pattern compiles"));
+
+/// A user's or an item's name, checked: 1–200 characters, not blank.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    /// Checks `value`; `field` is its path in the request body, for the error.
+    pub fn parse(field: &'static str, value: String) -> Result<Self, Vec<Violation>> {
+        match check_text(field, &value) {
+            Some(violation) => Err(vec![violation]),
+            None => Ok(Self(value)),
+        }
+    }
+}
+
+/// A bid's value: finite and greater than 0. Deserializes from a JSON number or from a string
+/// holding a decimal number.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct BidValue(f64);
+
+impl BidValue {
+    /// Checks a value.
+    pub fn new(value: f64) -> Result<Self, &'static str> {
+        if value.is_finite() && value > 0.0 {
+            Ok(Self(value))
+        } else {
+            Err("must be a finite number greater than 0")
+        }
+    }
+
+    /// Reads the string form (see [`DECIMAL_PATTERN`]).
+    pub fn from_decimal(text: &str) -> Result<Self, &'static str> {
+        const WRONG_FORM: &str =
+            "must be a number greater than 0, or a string holding one such as \"100.5\"";
+        if !DECIMAL.is_match(text) {
+            return Err(WRONG_FORM);
+        }
+        text.parse::<f64>()
+            .map_err(|_| WRONG_FORM)
+            .and_then(Self::new)
+    }
+
+    /// The value as a number.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    /// A key whose order is the value's order: the bit patterns of positive finite floats sort
+    /// as the numbers do, and unlike `f64` they are `Ord`.
+    fn rank_key(self) -> u64 {
+        self.0.to_bits()
+    }
+}
+
+impl<'de> Deserialize<'de> for BidValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+
+        impl Visitor<'_> for ValueVisitor {
+            type Value = BidValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number greater than 0, or a string holding one")
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<BidValue, E> {
+                BidValue::new(v).map_err(E::custom)
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BidValue, E> {
+                self.visit_f64(v as f64)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BidValue, E> {
+                self.visit_f64(v as f64)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BidValue, E> {
+                BidValue::from_decimal(v).map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+/// A user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The user's id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// A bid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bid {
+    /// The bid's id.
+    pub id: String,
+    /// The item bid on.
+    pub item: String,
+    /// The amount, greater than 0.
+    pub value: f64,
+    /// The bidder.
+    pub user: String,
+}
+
+/// How much of an item's bids to return with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemDetail {
+    /// Only the winner: no bid list (O(log n), however many bids there are).
+    WinningOnly,
+    /// The bid ids in placing order.
+    BidIds,
+    /// The full bids in placing order.
+    FullBids,
+}
+
+/// An item's bids, as much as was asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ItemBids {
+    /// Not asked for.
+    Omitted,
+    /// Ids in placing order.
+    Ids(Vec<String>),
+    /// Full bids in placing order.
+    Full(Vec<Bid>),
+}
+
+/// An item with its winning bid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Item {
+    /// The item's id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The winning bid's id; `None` without bids.
+    pub winning: Option<String>,
+    /// The bids, as asked for.
+    pub bids: ItemBids,
+}
+
+/// A user with the items they bid on, once each, in order of their first bid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserItems {
+    /// The user.
+    pub user: User,
+    /// Item ids.
+    pub items: Vec<String>,
+}
+
+/// Whether a PUT created the record or replaced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    /// It did not exist before.
+    Created,
+    /// It existed and was replaced.
+    Replaced,
+}
+
+/// A bid to place, with its references still to check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewBid {
+    /// The item's id.
+    pub item: String,
+    /// The bidder's id.
+    pub user: String,
+    /// The amount.
+    pub value: BidValue,
+}
+
+/// `auction.json`: users, items and bids keyed by id. Winners and bid lists are derived.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionSeed {
+    #[serde(default)]
+    users: Option<UniqueKeys<SeedUser>>,
+    #[serde(default)]
+    items: Option<UniqueKeys<SeedItem>>,
+    #[serde(default)]
+    bids: Option<UniqueKeys<SeedBid>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedUser {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedItem {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedBid {
+    item: String,
+    value: BidValue,
+    user: String,
+}
+
+#[derive(Debug)]
+struct UserRecord {
+    name: String,
+    /// Placing numbers of this user's bids, per item.
+    bids_by_item: HashMap<NaturalId, BTreeSet<u64>>,
+    /// Items by the placing number of this user's first remaining bid on them.
+    items_by_first_bid: BTreeMap<u64, NaturalId>,
+}
+
+#[derive(Debug)]
+struct ItemRecord {
+    name: String,
+    /// Bid ids by placing number: the order bids were placed.
+    placed: BTreeMap<u64, NaturalId>,
+    /// Highest value first, then earliest placed: the first entry is the winner.
+    ranking: BTreeSet<(Reverse<u64>, u64)>,
+}
+
+impl ItemRecord {
+    fn new(name: String) -> Self {
+        Self {
+            name,
+            placed: BTreeMap::new(),
+            ranking: BTreeSet::new(),
+        }
+    }
+
+    fn winner(&self) -> Option<&NaturalId> {
+        let &(_, seq) = self.ranking.first()?;
+        self.placed.get(&seq)
+    }
+}
+
+#[derive(Debug)]
+struct BidRecord {
+    item: NaturalId,
+    user: NaturalId,
+    value: BidValue,
+    /// Placing number: later bids have higher ones.
+    seq: u64,
+}
+
+/// Users, items and bids with their indexes: the rules, free of locks and I/O.
+#[derive(Debug)]
+pub struct AuctionTable {
+    users: BTreeMap<NaturalId, UserRecord>,
+    items: BTreeMap<NaturalId, ItemRecord>,
+    bids: BTreeMap<NaturalId, BidRecord>,
+    user_ids: IdCounter,
+    item_ids: IdCounter,
+    bid_ids: IdCounter,
+    next_seq: u64,
+}
+
+impl Default for AuctionTable {
+    fn default() -> Self {
+        Self {
+            users: BTreeMap::new(),
+            items: BTreeMap::new(),
+            bids: BTreeMap::new(),
+            user_ids: IdCounter::new("user"),
+            item_ids: IdCounter::new("item"),
+            bid_ids: IdCounter::new("bid"),
+            next_seq: 0,
+        }
+    }
+}
+
+fn not_found(kind: &str, id: &str) -> StoreError {
+    StoreError::NotFound(format!("{kind} {id}"))
+}
+
+impl AuctionTable {
+    /// Builds the tables from a seed; `Err` names the first record that breaks a rule. Bids are
+    /// placed in natural id order (`bid2` before `bid10`), which decides ties.
+    pub fn from_seed(seed: AuctionSeed) -> Result<Self, String> {
+        let mut table = Self::default();
+        for (id, user) in seed.users.map(|u| u.0).unwrap_or_default() {
+            let name = seed_name(&id, "user", user.name)?;
+            table.upsert_user(NaturalId::new(id), name);
+        }
+        for (id, item) in seed.items.map(|i| i.0).unwrap_or_default() {
+            let name = seed_name(&id, "item", item.name)?;
+            table.upsert_item(NaturalId::new(id), name);
+        }
+        let mut bids: Vec<_> = seed.bids.map(|b| b.0).unwrap_or_default().into_iter().collect();
+        bids.sort_by(|(a, _), (b, _)| NaturalId::new(a.as_str()).cmp(&NaturalId::new(b.as_str())));
+        for (id, bid) in bids {
+            if !is_valid_id(&id) {
+                return Err(format!("bid {id:?}: ids must match [A-Za-z0-9_-]{{1,64}}"));
+            }
+            let new = NewBid {
+                item: bid.item,
+                user: bid.user,
+                value: bid.value,
+            };
+            let id = NaturalId::new(id);
+            table.bid_ids.observe(id.as_str());
+            table
+                .insert_bid(id.clone(), new)
+                .map_err(|e| format!("bid {id}: {e}"))?;
+        }
+        Ok(table)
+    }
+
+    /// How many users, items and bids there are.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.users.len(), self.items.len(), self.bids.len())
+    }
+
+    // ---- users ----
+
+    /// Every user in natural id order.
+    pub fn list_users(&self) -> Vec<User> {
+        self.users
+            .iter()
+            .map(|(id, user)| User {
+                id: id.to_string(),
+                name: user.name.clone(),
+            })
+            .collect()
+    }
+
+    /// One user.
+    pub fn get_user(&self, id: &str) -> Result<User, StoreError> {
+        let user = self
+            .users
+            .get(&NaturalId::new(id))
+            .ok_or_else(|| not_found("user", id))?;
+        Ok(User {
+            id: id.to_owned(),
+            name: user.name.clone(),
+        })
+    }
+
+    /// A new user under the next free id.
+    pub fn create_user(&mut self, name: Name) -> User {
+        let id = self.user_ids.next();
+        self.upsert_user(id.clone(), name);
+        self.get_user(id.as_str()).expect("just inserted")
+    }
+
+    /// Creates or renames the user `id`; their bids stay.
+    pub fn put_user(&mut self, id: &str, name: Name) -> (User, Upsert) {
+        let upsert = self.upsert_user(NaturalId::new(id), name);
+        (self.get_user(id).expect("just upserted"), upsert)
+    }
+
+    fn upsert_user(&mut self, id: NaturalId, name: Name) -> Upsert {
+        self.user_ids.observe(id.as_str());
+        match self.users.get_mut(&id) {
+            Some(user) => {
+                user.name = name.0;
+                Upsert::Replaced
+            }
+            None => {
+                self.users.insert(
+                    id,
+                    UserRecord {
+                        name: name.0,
+                        bids_by_item: HashMap::new(),
+                        items_by_first_bid: BTreeMap::new(),
+                    },
+                );
+                Upsert::Created
+            }
+        }
+    }
+
+    /// Deletes a user and all of their bids; winners are recomputed.
+    pub fn delete_user(&mut self, id: &str) -> Result<(), StoreError> {
+        let key = NaturalId::new(id);
+        let user = self.users.get(&key).ok_or_else(|| not_found("user", id))?;
+        let bid_ids: Vec<NaturalId> = user
+            .bids_by_item
+            .iter()
+            .flat_map(|(item, seqs)| {
+                let placed = &self.items[item].placed;
+                seqs.iter().map(move |seq| placed[seq].clone())
+            })
+            .collect();
+        for bid in bid_ids {
+            self.remove_bid(&bid);
+        }
+        self.users.remove(&key);
+        Ok(())
+    }
+
+    /// The items a user bid on, once each, in order of their first remaining bid.
+    pub fn user_items(&self, id: &str) -> Result<UserItems, StoreError> {
+        let record = self
+            .users
+            .get(&NaturalId::new(id))
+            .ok_or_else(|| not_found("user", id))?;
+        Ok(UserItems {
+            user: User {
+                id: id.to_owned(),
+                name: record.name.clone(),
+            },
+            items: record
+                .items_by_first_bid
+                .values()
+                .map(NaturalId::to_string)
+                .collect(),
+        })
+    }
+
+    // ---- items ----
+
+    fn item_view(&self, id: &NaturalId, record: &ItemRecord, detail: ItemDetail) -> Item {
+        let bids = match detail {
+            ItemDetail::WinningOnly => ItemBids::Omitted,
+            ItemDetail::BidIds => {
+                ItemBids::Ids(record.placed.values().map(NaturalId::to_string).collect())
+            }
+            ItemDetail::FullBids => ItemBids::Full(
+                record
+                    .placed
+                    .values()
+                    .map(|bid| self.bid_view(bid))
+                    .collect(),
+            ),
+        };
+        Item {
+            id: id.to_string(),
+            name: record.name.clone(),
+            winning: record.winner().map(NaturalId::to_string),
+            bids,
+        }
+    }
+
+    /// Every item with its bid ids, in natural id order.
+    pub fn list_items(&self) -> Vec<Item> {
+        self.items
+            .iter()
+            .map(|(id, record)| self.item_view(id, record, ItemDetail::BidIds))
+            .collect()
+    }
+
+    /// One item with as much of its bids as asked for.
+    pub fn get_item(&self, id: &str, detail: ItemDetail) -> Result<Item, StoreError> {
+        let key = NaturalId::new(id);
+        let record = self.items.get(&key).ok_or_else(|| not_found("item", id))?;
+        Ok(self.item_view(&key, record, detail))
+    }
+
+    /// A new item under the next free id.
+    pub fn create_item(&mut self, name: Name) -> Item {
+        let id = self.item_ids.next();
+        self.upsert_item(id.clone(), name);
+        self.get_item(id.as_str(), ItemDetail::BidIds)
+            .expect("just inserted")
+    }
+
+    /// Creates or renames the item `id`; its bids stay.
+    pub fn put_item(&mut self, id: &str, name: Name) -> (Item, Upsert) {
+        let upsert = self.upsert_item(NaturalId::new(id), name);
+        let item = self.get_item(id, ItemDetail::BidIds).expect("just upserted");
+        (item, upsert)
+    }
+
+    fn upsert_item(&mut self, id: NaturalId, name: Name) -> Upsert {
+        self.item_ids.observe(id.as_str());
+        match self.items.get_mut(&id) {
+            Some(item) => {
+                item.name = name.0;
+                Upsert::Replaced
+            }
+            None => {
+                self.items.insert(id, ItemRecord::new(name.0));
+                Upsert::Created
+            }
+        }
+    }
+
+    /// Deletes an item and all bids on it.
+    pub fn delete_item(&mut self, id: &str) -> Result<(), StoreError> {
+        let key = NaturalId::new(id);
+        let item = self.items.get(&key).ok_or_else(|| not_found("item", id))?;
+        let bid_ids: Vec<NaturalId> = item.placed.values().cloned().collect();
+        for bid in bid_ids {
+            self.remove_bid(&bid);
+        }
+        self.items.remove(&key);
+        Ok(())
+    }
+
+    /// An item's full bids in placing order.
+    pub fn item_bids(&self, id: &str) -> Result<Vec<Bid>, StoreError> {
+        let record = self
+            .items
+            .get(&NaturalId::new(id))
+            .ok_or_else(|| not_found("item", id))?;
+        Ok(record.placed.values().map(|bid| self.bid_view(bid)).collect())
+    }
+
+    /// An item's winning bid: the highest value, the earliest on a tie.
+    pub fn winning_bid(&self, id: &str) -> Result<Bid, StoreError> {
+        let record = self
+            .items
+            .get(&NaturalId::new(id))
+            .ok_or_else(|| not_found("item", id))?;
+        let winner = record
+            .winner()
+            .ok_or_else(|| StoreError::NoBids(format!("item {id}")))?;
+        Ok(self.bid_view(winner))
+    }
+
+    // ---- bids ----
+
+    fn bid_view(&self, id: &NaturalId) -> Bid {
+        let record = &self.bids[id];
+        Bid {
+            id: id.to_string(),
+            item: record.item.to_string(),
+            value: record.value.get(),
+            user: record.user.to_string(),
+        }
+    }
+
+    /// Every bid in natural id order.
+    pub fn list_bids(&self) -> Vec<Bid> {
+        self.bids.keys().map(|id| self.bid_view(id)).collect()
+    }
+
+    /// One bid.
+    pub fn get_bid(&self, id: &str) -> Result<Bid, StoreError> {
+        let key = NaturalId::new(id);
+        if !self.bids.contains_key(&key) {
+            return Err(not_found("bid", id));
+        }
+        Ok(self.bid_view(&key))
+    }
+
+    /// Places a bid under the next free id, updating the item's winner.
+    pub fn place_bid(&mut self, bid: NewBid) -> Result<Bid, StoreError> {
+        // Check before taking an id, so a refused bid uses none up.
+        self.check_references(&bid)?;
+        let id = self.bid_ids.next();
+        self.insert_bid(id.clone(), bid)?;
+        Ok(self.bid_view(&id))
+    }
+
+    /// Deletes a bid, updating the item's winner and the user's items.
+    pub fn delete_bid(&mut self, id: &str) -> Result<(), StoreError> {
+        self.remove_bid(&NaturalId::new(id))
+            .map(|_| ())
+            .ok_or_else(|| not_found("bid", id))
+    }
+
+    fn check_references(&self, bid: &NewBid) -> Result<(), StoreError> {
+        if !self.users.contains_key(&NaturalId::new(bid.user.as_str())) {
+            return Err(StoreError::MissingReference {
+                field: "user",
+                what: format!("user {}", bid.user),
+            });
+        }
+        if !self.items.contains_key(&NaturalId::new(bid.item.as_str())) {
+            return Err(StoreError::MissingReference {
+                field: "item",
+                what: format!("item {}", bid.item),
+            });
+        }
+        Ok(())
+    }
+
+    fn insert_bid(&mut self, id: NaturalId, bid: NewBid) -> Result<(), StoreError> {
+        self.check_references(&bid)?;
+        let item_id = NaturalId::new(bid.item);
+        let user_id = NaturalId::new(bid.user);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+
+        let item = self.items.get_mut(&item_id).expect("checked above");
+        item.placed.insert(seq, id.clone());
+        item.ranking.insert((Reverse(bid.value.rank_key()), seq));
+
+        let user = self.users.get_mut(&user_id).expect("checked above");
+        let seqs = user.bids_by_item.entry(item_id.clone()).or_default();
+        if seqs.is_empty() {
+            user.items_by_first_bid.insert(seq, item_id.clone());
+        }
+        seqs.insert(seq);
+
+        self.bids.insert(
+            id,
+            BidRecord {
+                item: item_id,
+                user: user_id,
+                value: bid.value,
+                seq,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_bid(&mut self, id: &NaturalId) -> Option<BidRecord> {
+        let bid = self.bids.remove(id)?;
+        if let Some(item) = self.items.get_mut(&bid.item) {
+            item.placed.remove(&bid.seq);
+            item.ranking.remove(&(Reverse(bid.value.rank_key()), bid.seq));
+        }
+        if let Some(user) = self.users.get_mut(&bid.user)
+            && let Some(seqs) = user.bids_by_item.get_mut(&bid.item)
+        {
+            let was_first = seqs.first() == Some(&bid.seq);
+            seqs.remove(&bid.seq);
+            if was_first {
+                user.items_by_first_bid.remove(&bid.seq);
+                if let Some(&next_first) = seqs.first() {
+                    user.items_by_first_bid
+                        .insert(next_first, bid.item.clone());
+                }
+            }
+            if seqs.is_empty() {
+                user.bids_by_item.remove(&bid.item);
+            }
+        }
+        Some(bid)
+    }
+}
+
+fn seed_name(id: &str, kind: &str, name: String) -> Result<Name, String> {
+    if !is_valid_id(id) {
+        return Err(format!("{kind} {id:?}: ids must match [A-Za-z0-9_-]{{1,64}}"));
+    }
+    Name::parse("name", name).map_err(|v| format!("{kind} {id}: name {}", v[0].message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::parse("name", s.to_owned()).unwrap()
+    }
+
+    fn value(v: f64) -> BidValue {
+        BidValue::new(v).unwrap()
+    }
+
+    /// A table with users u1..u3 and items i1, i2.
+    fn table() -> AuctionTable {
+        let mut t = AuctionTable::default();
+        for u in ["u1", "u2", "u3"] {
+            t.put_user(u, name(u));
+        }
+        for i in ["i1", "i2"] {
+            t.put_item(i, name(i));
+        }
+        t
+    }
+
+    fn bid(t: &mut AuctionTable, item: &str, user: &str, v: f64) -> String {
+        t.place_bid(NewBid {
+            item: item.into(),
+            user: user.into(),
+            value: value(v),
+        })
+        .unwrap()
+        .id
+    }
+
+    fn winner(t: &AuctionTable, item: &str) -> Option<String> {
+        t.get_item(item, ItemDetail::WinningOnly).unwrap().winning
+    }
+
+    #[test]
+    fn the_highest_bid_wins_and_the_earliest_wins_a_tie() {
+        let mut t = table();
+        assert_eq!(winner(&t, "i1"), None);
+        let b1 = bid(&mut t, "i1", "u1", 500.0);
+        let b2 = bid(&mut t, "i1", "u2", 1000.0);
+        let _b3 = bid(&mut t, "i1", "u3", 1000.0);
+        let _b4 = bid(&mut t, "i1", "u1", 999.99);
+        assert_eq!(winner(&t, "i1").as_deref(), Some(b2.as_str()));
+        t.delete_bid(&b2).unwrap();
+        assert_eq!(winner(&t, "i1").as_deref(), Some("bid3"));
+        t.delete_bid("bid3").unwrap();
+        t.delete_bid("bid4").unwrap();
+        assert_eq!(winner(&t, "i1").as_deref(), Some(b1.as_str()));
+        t.delete_bid(&b1).unwrap();
+        assert_eq!(winner(&t, "i1"), None);
+        assert!(matches!(t.winning_bid("i1"), Err(StoreError::NoBids(_))));
+    }
+
+    #[test]
+    fn bid_ids_are_never_reused_and_sort_naturally() {
+        let mut t = table();
+        for _ in 0..10 {
+            bid(&mut t, "i1", "u1", 1.0);
+        }
+        t.delete_bid("bid10").unwrap();
+        assert_eq!(bid(&mut t, "i1", "u1", 1.0), "bid11");
+        let ids: Vec<_> = t.list_bids().into_iter().map(|b| b.id).collect();
+        assert_eq!(ids[8..], ["bid9", "bid11"]);
+    }
+
+    #[test]
+    fn a_refused_bid_changes_nothing_and_uses_no_id() {
+        let mut t = table();
+        let missing_user = t.place_bid(NewBid {
+            item: "i1".into(),
+            user: "nobody".into(),
+            value: value(1.0),
+        });
+        assert!(matches!(
+            missing_user,
+            Err(StoreError::MissingReference { field: "user", .. })
+        ));
+        let missing_item = t.place_bid(NewBid {
+            item: "nothing".into(),
+            user: "u1".into(),
+            value: value(1.0),
+        });
+        assert!(matches!(
+            missing_item,
+            Err(StoreError::MissingReference { field: "item", .. })
+        ));
+        assert_eq!(t.counts().2, 0);
+        assert_eq!(bid(&mut t, "i1", "u1", 1.0), "bid1");
+    }
+
+    #[test]
+    fn user_items_are_listed_once_in_order_of_first_remaining_bid() {
+        let mut t = table();
+        let first_on_i2 = bid(&mut t, "i2", "u1", 5.0);
+        bid(&mut t, "i1", "u1", 5.0);
+        bid(&mut t, "i2", "u1", 6.0);
+        let items = |t: &AuctionTable| t.user_items("u1").unwrap().items;
+        assert_eq!(items(&t), ["i2", "i1"]);
+        t.delete_bid(&first_on_i2).unwrap();
+        // The remaining bid on i2 came after the one on i1.
+        assert_eq!(items(&t), ["i1", "i2"]);
+        t.delete_bid("bid3").unwrap();
+        assert_eq!(items(&t), ["i1"]);
+        assert!(t.user_items("u2").unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn deleting_a_user_or_an_item_deletes_their_bids_and_fixes_winners() {
+        let mut t = table();
+        bid(&mut t, "i1", "u1", 10.0);
+        bid(&mut t, "i1", "u2", 20.0);
+        bid(&mut t, "i2", "u2", 30.0);
+        bid(&mut t, "i2", "u1", 5.0);
+        t.delete_user("u2").unwrap();
+        assert_eq!(winner(&t, "i1").as_deref(), Some("bid1"));
+        assert_eq!(winner(&t, "i2").as_deref(), Some("bid4"));
+        assert_eq!(t.counts(), (2, 2, 2));
+        t.delete_item("i2").unwrap();
+        assert_eq!(t.counts(), (2, 1, 1));
+        assert_eq!(t.user_items("u1").unwrap().items, ["i1"]);
+        assert!(matches!(t.get_bid("bid4"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn put_creates_or_renames_and_keeps_bids() {
+        let mut t = table();
+        bid(&mut t, "i1", "u1", 1.0);
+        let (item, upsert) = t.put_item("i1", name("renamed"));
+        assert_eq!(upsert, Upsert::Replaced);
+        assert_eq!(item.name, "renamed");
+        assert_eq!(item.bids, ItemBids::Ids(vec!["bid1".into()]));
+        let (_, upsert) = t.put_item("item7", name("new"));
+        assert_eq!(upsert, Upsert::Created);
+        // Server-assigned ids continue above the client's.
+        assert_eq!(t.create_item(name("next")).id, "item8");
+        let (_, upsert) = t.put_user("u1", name("Al"));
+        assert_eq!(upsert, Upsert::Replaced);
+        assert_eq!(t.create_user(name("x")).id, "user1");
+    }
+
+    #[test]
+    fn values_come_as_numbers_or_decimal_strings() {
+        let parse = |json: &str| serde_json::from_str::<BidValue>(json).map(BidValue::get);
+        assert_eq!(parse("500.0").unwrap(), 500.0);
+        assert_eq!(parse("7").unwrap(), 7.0);
+        assert_eq!(parse("\"100000\"").unwrap(), 100000.0);
+        assert_eq!(parse("\"100.5\"").unwrap(), 100.5);
+        assert_eq!(parse("\"0.01\"").unwrap(), 0.01);
+        for bad in [
+            "0", "-1", "0.0", "\"0\"", "\"0.00\"", "\"-5\"", "\"abc\"", "\"\"", "\"1e5\"",
+            "\" 5\"", "\"NaN\"", "\"inf\"", "\"01\"", "null", "true", "[1]",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} is refused");
+        }
+    }
+
+    #[test]
+    fn seeds_are_checked_record_by_record() {
+        let seed = |json: &str| {
+            AuctionTable::from_seed(serde_json::from_str(json).unwrap()).map(|t| t.counts())
+        };
+        assert_eq!(seed("{}").unwrap(), (0, 0, 0));
+        let ok = r#"{"users": {"user1": {"name": "A"}}, "items": {"item1": {"name": "I"}},
+                     "bids": {"bid10": {"item": "item1", "value": 5, "user": "user1"},
+                              "bid9": {"item": "item1", "value": "5", "user": "user1"}}}"#;
+        assert_eq!(seed(ok).unwrap(), (1, 1, 2));
+        let t = AuctionTable::from_seed(serde_json::from_str(ok).unwrap()).unwrap();
+        // Seed bids are placed in natural id order, so bid9 wins the tie.
+        assert_eq!(winner(&t, "item1").as_deref(), Some("bid9"));
+
+        let unknown_user = r#"{"items": {"item1": {"name": "I"}},
+                     "bids": {"bid1": {"item": "item1", "value": 5, "user": "ghost"}}}"#;
+        let message = seed(unknown_user).unwrap_err();
+        assert!(message.contains("bid bid1") && message.contains("user ghost"), "{message}");
+        let blank = seed(r#"{"users": {"user1": {"name": " "}}}"#).unwrap_err();
+        assert!(blank.contains("user user1"), "{blank}");
+        let bad_id = seed(r#"{"items": {"a b": {"name": "x"}}}"#).unwrap_err();
+        assert!(bad_id.contains("a b"), "{bad_id}");
+    }
+}
