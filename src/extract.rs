@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use crate::error::{ApiError, FieldError};
+use crate::store::is_valid_id;
 
 /// A JSON request body: 415 without a JSON `Content-Type`, 400 if it is not JSON, 422 (with a
 /// pointer to the field) if it does not fit `T`, 413 if it is too large.
@@ -116,6 +117,17 @@ fn to_pointer(path: &serde_path_to_error::Path) -> String {
 
 fn escape_pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Checks the form of a string id from a path: 400 if it is not `[A-Za-z0-9_-]{1,64}`.
+pub fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "a {kind} id is 1 to 64 letters, digits, `_` or `-`"
+        )))
+    }
 }
 
 /// Path parameters; a value of the wrong form (`/books/abc`) is a 400.

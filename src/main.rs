@@ -53,10 +53,13 @@ fn run(command: Command) -> Result<(), String> {
             let runtime = runtime()?;
             let counts = runtime.block_on(store.counts());
             println!(
-                "{}: ok ({} books, {} things)",
+                "{}: ok ({} books, {} things, {} users, {} items, {} bids)",
                 config.data_dir.display(),
                 counts.books,
-                counts.things
+                counts.things,
+                counts.users,
+                counts.items,
+                counts.bids
             );
             Ok(())
         }

@@ -6,7 +6,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{Content, OpenApi as Spec, Ref, ResponseBuilder, Server};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{books, index, ops, things};
+use crate::routes::{bids, books, index, items, ops, things, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,9 @@ catalogue in one server. Every error is an RFC 9457 problem (`application/proble
     tags(
         (name = index::TAG, description = "Where to find the API's resources"),
         (name = books::TAG, description = "Books: create, read, update and delete"),
+        (name = users::TAG, description = "Bid tracker: users, and the items each bid on"),
+        (name = items::TAG, description = "Bid tracker: items, their bids and winning bid"),
+        (name = bids::TAG, description = "Bid tracker: bids (immutable; the highest wins, the earliest on a tie)"),
         (name = things::TAG, description = "A read-only catalogue of things"),
         (name = ops::TAG, description = "Probes for orchestrators, served at the root, never under the prefix"),
     ),

@@ -1,7 +1,7 @@
 //! The books API: list, create, read, replace, update and delete books.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Deserializer};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::created_headers;
 use crate::routes::schemas::text_schema;
 use crate::store::{Book, BookChanges, BookFields, Page};
 
@@ -185,12 +186,7 @@ pub async fn create_book(
 ) -> Result<(StatusCode, HeaderMap, axum::Json<Book>), ApiError> {
     let fields = BookFields::parse(body.title, body.author)?;
     let book = state.store.create_book(fields).await?;
-    let location = format!("{}/books/{}", state.config.api_prefix, book.id);
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::try_from(location).map_err(|e| ApiError::Internal(e.into()))?,
-    );
+    let headers = created_headers(&state, "books", book.id)?;
     Ok((StatusCode::CREATED, headers, axum::Json(book)))
 }
 

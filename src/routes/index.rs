@@ -14,7 +14,13 @@ pub const TAG: &str = "index";
 /// Links to every resource collection and to the documentation.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "resources": {"books": "/api/v1/books", "things": "/api/v1/things"},
+    "resources": {
+        "books": "/api/v1/books",
+        "users": "/api/v1/users",
+        "items": "/api/v1/items",
+        "bids": "/api/v1/bids",
+        "things": "/api/v1/things"
+    },
     "docs": "/api/v1/docs/",
     "openapi": "/api/v1/openapi.json"
 }))]
@@ -32,6 +38,12 @@ pub struct ApiIndex {
 pub struct Resources {
     /// The books collection.
     books: String,
+    /// The bid tracker's users.
+    users: String,
+    /// The bid tracker's items.
+    items: String,
+    /// The bid tracker's bids.
+    bids: String,
     /// The things catalogue.
     things: String,
 }
@@ -63,6 +75,9 @@ pub async fn get_index(State(state): State<AppState>, headers: HeaderMap) -> Res
     axum::Json(ApiIndex {
         resources: Resources {
             books: format!("{prefix}/books"),
+            users: format!("{prefix}/users"),
+            items: format!("{prefix}/items"),
+            bids: format!("{prefix}/bids"),
             things: format!("{prefix}/things"),
         },
         docs: docs_url(prefix),

@@ -1,19 +1,26 @@
 //! The HTTP surface: one module per API, assembled here under the prefix with the docs and the
 //! operations endpoints.
 
+pub mod bids;
 pub mod books;
 pub mod index;
+pub mod items;
+pub mod keyed;
 pub mod ops;
 pub mod schemas;
 pub mod things;
+pub mod users;
 
 use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::check_id;
 use crate::openapi;
 
 /// Every route of the server: the APIs under `prefix`, Swagger UI and the spec, and `/healthz`,
@@ -22,6 +29,9 @@ pub fn router(prefix: &str) -> Router<AppState> {
     let (api, spec) = OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(index::get_index))
         .merge(books::router())
+        .merge(users::router())
+        .merge(items::router())
+        .merge(bids::router())
         .merge(things::router())
         .split_for_parts();
     let spec = openapi::finish(spec, prefix);
@@ -39,4 +49,25 @@ pub fn router(prefix: &str) -> Router<AppState> {
             .route("/", get(index::redirect_to_docs))
     };
     router.merge(docs).merge(ops::router())
+}
+
+/// The headers of a `201 Created`: `Location` is `{prefix}/{collection}/{id}`.
+pub fn created_headers(
+    state: &AppState,
+    collection: &str,
+    id: impl std::fmt::Display,
+) -> Result<HeaderMap, ApiError> {
+    let location = format!("{}/{collection}/{id}", state.config.api_prefix);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::try_from(location).map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    Ok(headers)
+}
+
+/// Checks a string id from the path (`[A-Za-z0-9_-]{1,64}`); `kind` names it in the 400.
+pub fn path_id(kind: &str, id: String) -> Result<String, ApiError> {
+    check_id(kind, &id)?;
+    Ok(id)
 }

@@ -1,15 +1,15 @@
 //! The things API: a read-only catalogue.
 
 use axum::extract::State;
-use serde::Serialize;
-use serde::ser::SerializeMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiPath;
-use crate::store::{Thing, is_valid_id};
+use crate::routes::keyed::Keyed;
+use crate::routes::path_id;
+use crate::store::Thing;
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "things";
@@ -19,20 +19,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_things))
         .routes(routes!(get_thing))
-}
-
-/// A JSON object of things keyed by id, written in the order given (natural id order).
-#[derive(Debug)]
-pub struct Catalogue(Vec<Thing>);
-
-impl Serialize for Catalogue {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for thing in &self.0 {
-            map.serialize_entry(&thing.id, thing)?;
-        }
-        map.end()
-    }
 }
 
 /// List things
@@ -47,8 +33,13 @@ impl Serialize for Catalogue {
             example = json!({"1": {"id": "1", "name": "Thing 1", "description": "The first thing."}})),
     )
 )]
-pub async fn list_things(State(state): State<AppState>) -> Result<axum::Json<Catalogue>, ApiError> {
-    Ok(axum::Json(Catalogue(state.store.list_things().await?)))
+pub async fn list_things(
+    State(state): State<AppState>,
+) -> Result<axum::Json<Keyed<Thing>>, ApiError> {
+    let things = state.store.list_things().await?;
+    Ok(axum::Json(
+        things.into_iter().map(|t| (t.id.clone(), t)).collect(),
+    ))
 }
 
 /// Get a thing
@@ -67,10 +58,6 @@ pub async fn get_thing(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<Thing>, ApiError> {
-    if !is_valid_id(&id) {
-        return Err(ApiError::BadRequest(
-            "a thing id is 1 to 64 letters, digits, `_` or `-`".to_owned(),
-        ));
-    }
+    let id = path_id("thing", id)?;
     Ok(axum::Json(state.store.get_thing(&id).await?))
 }

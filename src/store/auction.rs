@@ -12,8 +12,8 @@ use std::fmt;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use super::ids::{IdCounter, NaturalId, is_valid_id};
 use super::seed::UniqueKeys;
@@ -316,7 +316,12 @@ impl AuctionTable {
             let name = seed_name(&id, "item", item.name)?;
             table.upsert_item(NaturalId::new(id), name);
         }
-        let mut bids: Vec<_> = seed.bids.map(|b| b.0).unwrap_or_default().into_iter().collect();
+        let mut bids: Vec<_> = seed
+            .bids
+            .map(|b| b.0)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         bids.sort_by(|(a, _), (b, _)| NaturalId::new(a.as_str()).cmp(&NaturalId::new(b.as_str())));
         for (id, bid) in bids {
             if !is_valid_id(&id) {
@@ -488,7 +493,9 @@ impl AuctionTable {
     /// Creates or renames the item `id`; its bids stay.
     pub fn put_item(&mut self, id: &str, name: Name) -> (Item, Upsert) {
         let upsert = self.upsert_item(NaturalId::new(id), name);
-        let item = self.get_item(id, ItemDetail::BidIds).expect("just upserted");
+        let item = self
+            .get_item(id, ItemDetail::BidIds)
+            .expect("just upserted");
         (item, upsert)
     }
 
@@ -524,7 +531,11 @@ impl AuctionTable {
             .items
             .get(&NaturalId::new(id))
             .ok_or_else(|| not_found("item", id))?;
-        Ok(record.placed.values().map(|bid| self.bid_view(bid)).collect())
+        Ok(record
+            .placed
+            .values()
+            .map(|bid| self.bid_view(bid))
+            .collect())
     }
 
     /// An item's winning bid: the highest value, the earliest on a tie.
@@ -631,7 +642,8 @@ impl AuctionTable {
         let bid = self.bids.remove(id)?;
         if let Some(item) = self.items.get_mut(&bid.item) {
             item.placed.remove(&bid.seq);
-            item.ranking.remove(&(Reverse(bid.value.rank_key()), bid.seq));
+            item.ranking
+                .remove(&(Reverse(bid.value.rank_key()), bid.seq));
         }
         if let Some(user) = self.users.get_mut(&bid.user)
             && let Some(seqs) = user.bids_by_item.get_mut(&bid.item)
@@ -641,8 +653,7 @@ impl AuctionTable {
             if was_first {
                 user.items_by_first_bid.remove(&bid.seq);
                 if let Some(&next_first) = seqs.first() {
-                    user.items_by_first_bid
-                        .insert(next_first, bid.item.clone());
+                    user.items_by_first_bid.insert(next_first, bid.item.clone());
                 }
             }
             if seqs.is_empty() {
@@ -655,7 +666,9 @@ impl AuctionTable {
 
 fn seed_name(id: &str, kind: &str, name: String) -> Result<Name, String> {
     if !is_valid_id(id) {
-        return Err(format!("{kind} {id:?}: ids must match [A-Za-z0-9_-]{{1,64}}"));
+        return Err(format!(
+            "{kind} {id:?}: ids must match [A-Za-z0-9_-]{{1,64}}"
+        ));
     }
     Name::parse("name", name).map_err(|v| format!("{kind} {id}: name {}", v[0].message))
 }
@@ -837,7 +850,10 @@ mod tests {
         let unknown_user = r#"{"items": {"item1": {"name": "I"}},
                      "bids": {"bid1": {"item": "item1", "value": 5, "user": "ghost"}}}"#;
         let message = seed(unknown_user).unwrap_err();
-        assert!(message.contains("bid bid1") && message.contains("user ghost"), "{message}");
+        assert!(
+            message.contains("bid bid1") && message.contains("user ghost"),
+            "{message}"
+        );
         let blank = seed(r#"{"users": {"user1": {"name": " "}}}"#).unwrap_err();
         assert!(blank.contains("user user1"), "{blank}");
         let bad_id = seed(r#"{"items": {"a b": {"name": "x"}}}"#).unwrap_err();

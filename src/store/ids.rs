@@ -78,7 +78,9 @@ impl IdCounter {
             return;
         };
         // Only the canonical spelling (`user7`, not `user07`) can equal a generated id.
-        if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit())
+        if digits.is_empty()
+            || digits.starts_with('0')
+            || !digits.bytes().all(|b| b.is_ascii_digit())
         {
             return;
         }
@@ -175,7 +177,14 @@ mod tests {
     fn counters_continue_above_the_highest_canonical_id_seen() {
         let mut counter = IdCounter::new("bid");
         assert_eq!(counter.next().as_str(), "bid1");
-        for seen in ["bid9", "bid007", "other99", "bid", "bidx5", "bid99999999999999999999"] {
+        for seen in [
+            "bid9",
+            "bid007",
+            "other99",
+            "bid",
+            "bidx5",
+            "bid99999999999999999999",
+        ] {
             counter.observe(seen);
         }
         assert_eq!(counter.next().as_str(), "bid10");

@@ -52,7 +52,10 @@ fn check_data_accepts_the_bundled_data() {
     let output = run(cwd.path(), &["check-data"], &[("DATA_DIR", DATA_DIR)]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("12 books, 4 things"), "{text}");
+    assert!(
+        text.contains("12 books, 4 things, 3 users, 2 items, 2 bids"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -107,7 +110,7 @@ fn missing_seed_files_start_empty() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("0 books, 0 things"), "{stdout}");
+    assert!(stdout.contains("0 books, 0 things, 0 users"), "{stdout}");
     assert!(
         stdout.contains("seed file missing"),
         "the absence is logged: {stdout}"

@@ -34,7 +34,13 @@ async fn the_prefix_gives_api_clients_an_index_and_browsers_the_docs() {
         assert_eq!(
             res.assert_json(StatusCode::OK),
             &json!({
-                "resources": {"books": "/api/v1/books", "things": "/api/v1/things"},
+                "resources": {
+                    "books": "/api/v1/books",
+                    "users": "/api/v1/users",
+                    "items": "/api/v1/items",
+                    "bids": "/api/v1/bids",
+                    "things": "/api/v1/things"
+                },
                 "docs": "/api/v1/docs/",
                 "openapi": "/api/v1/openapi.json"
             })
@@ -109,6 +115,23 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
         ("PUT", "/books/{id}"),
         ("PATCH", "/books/{id}"),
         ("DELETE", "/books/{id}"),
+        ("GET", "/users"),
+        ("POST", "/users"),
+        ("GET", "/users/{user_id}"),
+        ("PUT", "/users/{user_id}"),
+        ("DELETE", "/users/{user_id}"),
+        ("GET", "/users/{user_id}/items"),
+        ("GET", "/items"),
+        ("POST", "/items"),
+        ("GET", "/items/{item_id}"),
+        ("PUT", "/items/{item_id}"),
+        ("DELETE", "/items/{item_id}"),
+        ("GET", "/items/{item_id}/bids"),
+        ("GET", "/items/{item_id}/winning"),
+        ("GET", "/bids"),
+        ("POST", "/bids"),
+        ("GET", "/bids/{bid_id}"),
+        ("DELETE", "/bids/{bid_id}"),
         ("GET", "/things"),
         ("GET", "/things/{id}"),
         ("GET", "/healthz"),
@@ -129,7 +152,13 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
             Some("/") => "",
             _ => "/api/v1",
         };
-        let uri = format!("{server}{}", path.replace("{id}", "1"));
+        let uri = format!(
+            "{server}{}",
+            path.replace("{id}", "1")
+                .replace("{user_id}", "user1")
+                .replace("{item_id}", "item1")
+                .replace("{bid_id}", "bid1")
+        );
         let res = TestApp::new()
             .send_body(
                 method.parse().unwrap(),

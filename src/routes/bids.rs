@@ -1,0 +1,206 @@
+//! The bid tracker's bids: list, place, read, delete. Bids are immutable: PUT and PATCH are 405.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::Object;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath};
+use crate::routes::keyed::Keyed;
+use crate::routes::schemas::{bid_value_schema, id_schema};
+use crate::routes::{created_headers, path_id};
+use crate::store::{self, BidValue, NewBid as NewStoreBid, is_valid_id};
+
+/// OpenAPI tag of these routes.
+pub const TAG: &str = "bids";
+
+/// The bids routes, with their OpenAPI operations.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_bids, place_bid))
+        .routes(routes!(get_bid, delete_bid))
+}
+
+fn bid_id_schema() -> Object {
+    id_schema("The bid's id", "bid1")
+}
+
+fn item_ref_schema() -> Object {
+    id_schema("Id of an existing item", "item1")
+}
+
+fn user_ref_schema() -> Object {
+    id_schema("Id of an existing user", "user1")
+}
+
+/// A bid.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"bid_id": "bid1", "bid": {"item": "item1", "value": 500.0, "user": "user1"}}))]
+pub struct Bid {
+    #[schema(schema_with = bid_id_schema)]
+    bid_id: String,
+    bid: BidEntry,
+}
+
+/// A bid's content.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"item": "item1", "value": 500.0, "user": "user1"}))]
+pub struct BidEntry {
+    #[schema(schema_with = item_ref_schema)]
+    item: String,
+    /// The amount, greater than 0.
+    #[schema(exclusive_minimum = 0)]
+    value: f64,
+    #[schema(schema_with = user_ref_schema)]
+    user: String,
+}
+
+impl From<store::Bid> for Bid {
+    fn from(bid: store::Bid) -> Self {
+        Self {
+            bid_id: bid.id,
+            bid: BidEntry {
+                item: bid.item,
+                value: bid.value,
+                user: bid.user,
+            },
+        }
+    }
+}
+
+/// The fields of a bid to place.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BidFields {
+    #[schema(schema_with = item_ref_schema)]
+    item: String,
+    #[schema(schema_with = bid_value_schema)]
+    value: BidValue,
+    #[schema(schema_with = user_ref_schema)]
+    user: String,
+}
+
+/// A bid to place; the server assigns the id.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"bid": {"item": "item1", "value": "100000", "user": "user1"}}))]
+pub struct NewBid {
+    bid: BidFields,
+}
+
+/// List bids
+///
+/// Every bid, as an object keyed by bid id, in natural id order (`bid9` before `bid10`).
+#[utoipa::path(
+    get,
+    path = "/bids",
+    tag = TAG,
+    responses(
+        (status = 200, description = "Bids keyed by id", body = std::collections::BTreeMap<String, BidEntry>,
+            example = json!({"bid1": {"item": "item1", "value": 500.0, "user": "user1"},
+                             "bid2": {"item": "item1", "value": 1000.0, "user": "user2"}})),
+    )
+)]
+pub async fn list_bids(
+    State(state): State<AppState>,
+) -> Result<axum::Json<Keyed<BidEntry>>, ApiError> {
+    let bids = state.store.list_bids().await?;
+    Ok(axum::Json(
+        bids.into_iter()
+            .map(|b| (b.id.clone(), Bid::from(b).bid))
+            .collect(),
+    ))
+}
+
+/// Place a bid
+///
+/// `value` is a number greater than 0, or a string holding one (`"100000"`), as the original
+/// client sends it; it is stored and returned as a number. The item's winning bid is updated in
+/// the same step. An unknown user or item is a 422 naming it.
+#[utoipa::path(
+    post,
+    path = "/bids",
+    tag = TAG,
+    request_body = NewBid,
+    responses(
+        (status = 201, description = "The bid as placed", body = Bid,
+            headers(("Location" = String, description = "URL of the new bid"))),
+        (status = 422, description = "A field is invalid, or the user or item does not exist", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn place_bid(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewBid>,
+) -> Result<(StatusCode, HeaderMap, axum::Json<Bid>), ApiError> {
+    let BidFields { item, value, user } = body.bid;
+    let mut errors = Vec::new();
+    for (pointer, id) in [("/bid/item", &item), ("/bid/user", &user)] {
+        if !is_valid_id(id) {
+            errors.push(crate::error::FieldError::new(
+                pointer,
+                "must be an id of 1 to 64 letters, digits, `_` or `-`",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let bid = state
+        .store
+        .place_bid(NewStoreBid { item, user, value })
+        .await
+        .map_err(|e| match e {
+            store::StoreError::MissingReference { field, what } => {
+                ApiError::invalid_field(format!("/bid/{field}"), format!("{what} does not exist"))
+            }
+            other => other.into(),
+        })?;
+    let headers = created_headers(&state, "bids", &bid.id)?;
+    Ok((StatusCode::CREATED, headers, axum::Json(bid.into())))
+}
+
+/// Get a bid
+#[utoipa::path(
+    get,
+    path = "/bids/{bid_id}",
+    tag = TAG,
+    params(("bid_id" = String, Path, description = "Bid id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "The bid", body = Bid),
+        (status = 404, description = "No bid has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_bid(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<Bid>, ApiError> {
+    let id = path_id("bid", id)?;
+    Ok(axum::Json(state.store.get_bid(&id).await?.into()))
+}
+
+/// Delete a bid
+///
+/// The item's winning bid is recomputed in the same step.
+#[utoipa::path(
+    delete,
+    path = "/bids/{bid_id}",
+    tag = TAG,
+    params(("bid_id" = String, Path, description = "Bid id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No bid has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_bid(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id("bid", id)?;
+    state.store.delete_bid(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,262 @@
+//! The bid tracker's users: list, create, read, upsert, delete, and the items a user bid on.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa::openapi::schema::Object;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiError, Problem};
+use crate::extract::{ApiJson, ApiPath};
+use crate::routes::keyed::Keyed;
+use crate::routes::schemas::{id_schema, nullable_id_schema, text_schema};
+use crate::routes::{created_headers, path_id};
+use crate::store::{self, Name, Upsert};
+
+/// OpenAPI tag of these routes.
+pub const TAG: &str = "users";
+
+/// The users routes, with their OpenAPI operations.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, put_user, delete_user))
+        .routes(routes!(get_user_items))
+}
+
+fn user_id_schema() -> Object {
+    id_schema(
+        "The user's id: 1 to 64 letters, digits, `_` or `-`",
+        "user1",
+    )
+}
+
+fn optional_user_id_schema() -> Object {
+    nullable_id_schema(
+        "Optional; when present it must equal the id in the path",
+        "user1",
+    )
+}
+
+fn name_schema() -> Object {
+    text_schema(false, "1 to 200 characters, not blank.")
+}
+
+/// A user.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"user_id": "user1", "name": "Albert"}))]
+pub struct User {
+    #[schema(schema_with = user_id_schema)]
+    user_id: String,
+    #[schema(schema_with = name_schema)]
+    name: String,
+}
+
+impl From<store::User> for User {
+    fn from(user: store::User) -> Self {
+        Self {
+            user_id: user.id,
+            name: user.name,
+        }
+    }
+}
+
+/// A user in the list, under their id.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"name": "Albert"}))]
+pub struct UserEntry {
+    #[schema(schema_with = name_schema)]
+    name: String,
+}
+
+/// A user to create; the server assigns the id.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Dora"}))]
+pub struct NewUser {
+    #[schema(schema_with = name_schema)]
+    name: String,
+}
+
+/// A user's new content.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Albert Jr."}))]
+pub struct UserReplacement {
+    #[serde(default)]
+    #[schema(schema_with = optional_user_id_schema)]
+    user_id: Option<String>,
+    #[schema(schema_with = name_schema)]
+    name: String,
+}
+
+/// A user with the items they bid on.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"user_id": "user1", "name": "Albert", "items_bid": ["item1"]}))]
+pub struct UserItems {
+    #[schema(schema_with = user_id_schema)]
+    user_id: String,
+    #[schema(schema_with = name_schema)]
+    name: String,
+    /// Each item the user bid on, once, in order of their first (remaining) bid.
+    items_bid: Vec<String>,
+}
+
+/// List users
+///
+/// Every user, as an object keyed by user id, in natural id order (`user2` before `user10`).
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = TAG,
+    responses(
+        (status = 200, description = "Users keyed by id", body = std::collections::BTreeMap<String, UserEntry>,
+            example = json!({"user1": {"name": "Albert"}, "user2": {"name": "Berry"}})),
+    )
+)]
+pub async fn list_users(
+    State(state): State<AppState>,
+) -> Result<axum::Json<Keyed<UserEntry>>, ApiError> {
+    let users = state.store.list_users().await?;
+    Ok(axum::Json(
+        users
+            .into_iter()
+            .map(|u| (u.id, UserEntry { name: u.name }))
+            .collect(),
+    ))
+}
+
+/// Create a user
+///
+/// The server assigns the id: `user` and the next number above the highest ever used.
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = TAG,
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The new user", body = User,
+            headers(("Location" = String, description = "URL of the new user"))),
+    )
+)]
+pub async fn create_user(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<(StatusCode, HeaderMap, axum::Json<User>), ApiError> {
+    let user = state
+        .store
+        .create_user(Name::parse("name", body.name)?)
+        .await?;
+    let headers = created_headers(&state, "users", &user.id)?;
+    Ok((StatusCode::CREATED, headers, axum::Json(user.into())))
+}
+
+/// Get a user
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}",
+    tag = TAG,
+    params(("user_id" = String, Path, description = "User id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<User>, ApiError> {
+    let id = path_id("user", id)?;
+    Ok(axum::Json(state.store.get_user(&id).await?.into()))
+}
+
+/// Create or rename a user
+///
+/// 200 if the user existed (their bids stay), 201 with `Location` if it was created.
+#[utoipa::path(
+    put,
+    path = "/users/{user_id}",
+    tag = TAG,
+    params(("user_id" = String, Path, description = "User id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    request_body = UserReplacement,
+    responses(
+        (status = 200, description = "The user, renamed", body = User),
+        (status = 201, description = "The user, created", body = User,
+            headers(("Location" = String, description = "URL of the new user"))),
+        (status = 422, description = "The name is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_user(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UserReplacement>,
+) -> Result<(StatusCode, HeaderMap, axum::Json<User>), ApiError> {
+    let id = path_id("user", id)?;
+    if body.user_id.as_ref().is_some_and(|body_id| *body_id != id) {
+        return Err(ApiError::invalid_field(
+            "/user_id",
+            format!("must equal the id in the path ({id})"),
+        ));
+    }
+    let name = Name::parse("name", body.name)?;
+    let (user, upsert) = state.store.put_user(&id, name).await?;
+    Ok(match upsert {
+        Upsert::Created => (
+            StatusCode::CREATED,
+            created_headers(&state, "users", &user.id)?,
+            axum::Json(user.into()),
+        ),
+        Upsert::Replaced => (StatusCode::OK, HeaderMap::new(), axum::Json(user.into())),
+    })
+}
+
+/// Delete a user
+///
+/// Their bids are deleted too, and the winning bids of the items they bid on are recomputed.
+#[utoipa::path(
+    delete,
+    path = "/users/{user_id}",
+    tag = TAG,
+    params(("user_id" = String, Path, description = "User id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 204, description = "Deleted, with their bids"),
+        (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = path_id("user", id)?;
+    state.store.delete_user(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Items a user bid on
+///
+/// Each item the user bid on, once, in order of their first bid.
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}/items",
+    tag = TAG,
+    params(("user_id" = String, Path, description = "User id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 200, description = "The user and their items", body = UserItems),
+        (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_user_items(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<UserItems>, ApiError> {
+    let id = path_id("user", id)?;
+    let found = state.store.user_items(&id).await?;
+    Ok(axum::Json(UserItems {
+        user_id: found.user.id,
+        name: found.user.name,
+        items_bid: found.items,
+    }))
+}
