@@ -859,4 +859,132 @@ mod tests {
         let bad_id = seed(r#"{"items": {"a b": {"name": "x"}}}"#).unwrap_err();
         assert!(bad_id.contains("a b"), "{bad_id}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            PutUser(u8),
+            PutItem(u8),
+            Bid { item: u8, user: u8, value: u8 },
+            DeleteBid(u16),
+            DeleteUser(u8),
+            DeleteItem(u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            // Few users, items and values, so that references hit, ties happen and deletes
+            // find something.
+            prop_oneof![
+                1 => (0..4u8).prop_map(Op::PutUser),
+                1 => (0..3u8).prop_map(Op::PutItem),
+                6 => (0..3u8, 0..4u8, 1..6u8)
+                    .prop_map(|(item, user, value)| Op::Bid { item, user, value }),
+                3 => any::<u16>().prop_map(Op::DeleteBid),
+                1 => (0..4u8).prop_map(Op::DeleteUser),
+                1 => (0..3u8).prop_map(Op::DeleteItem),
+            ]
+        }
+
+        /// The brute-force model: every live bid in placing order.
+        #[derive(Default)]
+        struct Model {
+            users: BTreeSet<String>,
+            items: BTreeSet<String>,
+            bids: Vec<(String, String, String, f64)>, // id, item, user, value
+        }
+
+        impl Model {
+            fn winner(&self, item: &str) -> Option<String> {
+                let mut best: Option<&(String, String, String, f64)> = None;
+                for bid in self.bids.iter().filter(|b| b.1 == item) {
+                    if best.is_none_or(|top| bid.3 > top.3) {
+                        best = Some(bid);
+                    }
+                }
+                best.map(|b| b.0.clone())
+            }
+
+            fn user_items(&self, user: &str) -> Vec<String> {
+                let mut items: Vec<String> = Vec::new();
+                for bid in self.bids.iter().filter(|b| b.2 == user) {
+                    if !items.contains(&bid.1) {
+                        items.push(bid.1.clone());
+                    }
+                }
+                items
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn winners_and_indexes_always_match_a_brute_force_recomputation(
+                ops in proptest::collection::vec(op(), 1..120)
+            ) {
+                let mut table = AuctionTable::default();
+                let mut model = Model::default();
+                for op in ops {
+                    match op {
+                        Op::PutUser(u) => {
+                            let id = format!("u{u}");
+                            table.put_user(&id, name("n"));
+                            model.users.insert(id);
+                        }
+                        Op::PutItem(i) => {
+                            let id = format!("i{i}");
+                            table.put_item(&id, name("n"));
+                            model.items.insert(id);
+                        }
+                        Op::Bid { item, user, value } => {
+                            let (item, user) = (format!("i{item}"), format!("u{user}"));
+                            let placed = table.place_bid(NewBid {
+                                item: item.clone(),
+                                user: user.clone(),
+                                value: BidValue::new(f64::from(value)).unwrap(),
+                            });
+                            let known = model.users.contains(&user) && model.items.contains(&item);
+                            prop_assert_eq!(placed.is_ok(), known);
+                            if let Ok(bid) = placed {
+                                model.bids.push((bid.id, item, user, f64::from(value)));
+                            }
+                        }
+                        Op::DeleteBid(pick) => {
+                            if !model.bids.is_empty() {
+                                let index = usize::from(pick) % model.bids.len();
+                                let (id, ..) = model.bids.remove(index);
+                                prop_assert!(table.delete_bid(&id).is_ok());
+                            }
+                        }
+                        Op::DeleteUser(u) => {
+                            let id = format!("u{u}");
+                            prop_assert_eq!(table.delete_user(&id).is_ok(), model.users.remove(&id));
+                            model.bids.retain(|b| b.2 != id);
+                        }
+                        Op::DeleteItem(i) => {
+                            let id = format!("i{i}");
+                            prop_assert_eq!(table.delete_item(&id).is_ok(), model.items.remove(&id));
+                            model.bids.retain(|b| b.1 != id);
+                        }
+                    }
+                    for item in &model.items {
+                        let found = table.get_item(item, ItemDetail::BidIds).unwrap();
+                        prop_assert_eq!(&found.winning, &model.winner(item), "winner of {}", item);
+                        let expected: Vec<String> = model
+                            .bids
+                            .iter()
+                            .filter(|b| &b.1 == item)
+                            .map(|b| b.0.clone())
+                            .collect();
+                        prop_assert_eq!(found.bids, ItemBids::Ids(expected));
+                    }
+                    for user in &model.users {
+                        prop_assert_eq!(table.user_items(user).unwrap().items, model.user_items(user));
+                    }
+                    prop_assert_eq!(table.counts(), (model.users.len(), model.items.len(), model.bids.len()));
+                }
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Black-box tests of monolith through HTTP: one binary, so the crate links once.
 
+mod auction;
 mod books;
 mod cli;
 mod docs;

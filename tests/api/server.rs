@@ -142,3 +142,115 @@ async fn a_client_that_stalls_its_body_gets_a_408() {
     assert!(response.contains("application/problem+json"));
     server.stop().await;
 }
+
+/// The winner by brute force from an item's bids in placing order: the highest value, the
+/// earliest on a tie.
+fn brute_force_winner(bids_in_order: &[Value]) -> Option<String> {
+    let mut best: Option<(&str, f64)> = None;
+    for bid in bids_in_order {
+        let value = bid["bid"]["value"].as_f64().unwrap();
+        if best.is_none_or(|(_, top)| value > top) {
+            best = Some((bid["bid_id"].as_str().unwrap(), value));
+        }
+    }
+    best.map(|(id, _)| id.to_owned())
+}
+
+async fn item_bids_and_winner(
+    client: &reqwest::Client,
+    server: &RunningServer,
+) -> (Vec<Value>, Value) {
+    let bids: Value = client
+        .get(server.url("/api/v1/items/item1/bids"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let item: Value = client
+        .get(server.url("/api/v1/items/item1?winningOnly=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        bids.as_array().unwrap().clone(),
+        item["item"]["winning"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_bids_and_deletes_keep_every_bid_and_the_right_winner() {
+    const BIDS: usize = 240;
+    let server = RunningServer::start(test_config()).await;
+    let client = reqwest::Client::new();
+
+    // Values 1000..1049 repeat, so the top value is tied four times and only placing order
+    // decides the winner; the seed's 1000.0 bid ties the lowest.
+    let placing = (0..BIDS).map(|i| {
+        let client = client.clone();
+        let url = server.url("/api/v1/bids");
+        let value = 1000.0 + (i % 50) as f64;
+        tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .json(&json!({"bid": {"item": "item1", "value": value, "user": format!("user{}", i % 3 + 1)}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            res.json::<Value>().await.unwrap()["bid_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    });
+    let mut ids = Vec::new();
+    for task in placing.collect::<Vec<_>>() {
+        ids.push(task.await.unwrap());
+    }
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), BIDS, "every bid got its own id");
+
+    let (bids, winner) = item_bids_and_winner(&client, &server).await;
+    assert_eq!(
+        bids.len(),
+        BIDS + 2,
+        "every bid exists, with the two seeded ones"
+    );
+    for id in &ids {
+        assert!(
+            bids.iter().any(|b| b["bid_id"] == id.as_str()),
+            "{id} is listed"
+        );
+    }
+    assert_eq!(winner.as_str(), brute_force_winner(&bids).as_deref());
+    assert_eq!(
+        bids.iter().filter(|b| b["bid"]["value"] == 1049.0).count(),
+        BIDS / 50
+    );
+
+    // Delete half of them, the current winner first among them, all at once.
+    let mut doomed: Vec<String> = ids.iter().step_by(2).cloned().collect();
+    if let Some(w) = winner.as_str() {
+        doomed.retain(|id| id != w);
+        doomed.insert(0, w.to_owned());
+    }
+    let deleting = doomed.iter().map(|id| {
+        let client = client.clone();
+        let url = server.url(&format!("/api/v1/bids/{id}"));
+        tokio::spawn(async move {
+            assert_eq!(client.delete(url).send().await.unwrap().status(), 204);
+        })
+    });
+    for task in deleting.collect::<Vec<_>>() {
+        task.await.unwrap();
+    }
+    let (bids, winner) = item_bids_and_winner(&client, &server).await;
+    assert_eq!(bids.len(), BIDS + 2 - doomed.len());
+    assert_eq!(winner.as_str(), brute_force_winner(&bids).as_deref());
+    server.stop().await;
+}
