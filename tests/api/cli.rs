@@ -101,6 +101,43 @@ fn a_rule_breaking_seed_names_the_file_and_the_record() {
 }
 
 #[test]
+fn an_inconsistent_auction_seed_names_the_file_and_the_record() {
+    let cases = [
+        (
+            r#"{"users": {"user1": {"name": "A"}}, "items": {"item1": {"name": "I"}},
+                "bids": {"bid1": {"item": "item1", "value": 5, "user": "user9"}}}"#,
+            "bid bid1: user user9 does not exist",
+        ),
+        (
+            r#"{"users": {"user1": {"name": "A"}}, "items": {"item1": {"name": "I"}},
+                "bids": {"bid1": {"item": "item7", "value": 5, "user": "user1"}}}"#,
+            "bid bid1: item item7 does not exist",
+        ),
+        (
+            r#"{"users": {"user1": {"name": "A"}}, "items": {"item1": {"name": "I"}},
+                "bids": {"bid1": {"item": "item1", "value": -2, "user": "user1"}}}"#,
+            "bids.bid1.value: must be a finite number greater than 0",
+        ),
+        (
+            r#"{"items": {"item1": {"name": "I"}, "item1": {"name": "J"}}}"#,
+            r#"duplicate id "item1""#,
+        ),
+    ];
+    for (seed, expected) in cases {
+        let data = data_dir_with(&[("auction.json", seed)]);
+        let output = run(
+            data.path(),
+            &["check-data"],
+            &[("DATA_DIR", data.path().to_str().unwrap())],
+        );
+        assert!(!output.status.success());
+        let message = stderr(&output);
+        assert!(message.contains("auction.json"), "{message}");
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
+#[test]
 fn missing_seed_files_start_empty() {
     let data = tempfile::tempdir().unwrap();
     let output = run(
