@@ -15,8 +15,8 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::bids::Bid;
 use crate::routes::keyed::Keyed;
 use crate::routes::schemas::{bid_list_schema, id_schema, nullable_id_schema, text_schema};
-use crate::routes::{created_headers, path_id};
-use crate::store::{self, ItemBids, ItemDetail, Name, Upsert};
+use crate::routes::{created_headers, path_id, upsert_response};
+use crate::store::{self, ItemBids, ItemDetail, Name};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "items";
@@ -266,14 +266,8 @@ pub async fn put_item(
     }
     let name = Name::parse("item/name", body.item.name)?;
     let (item, upsert) = state.store.put_item(&id, name).await?;
-    Ok(match upsert {
-        Upsert::Created => (
-            StatusCode::CREATED,
-            created_headers(&state, "items", &item.id)?,
-            axum::Json(item.into()),
-        ),
-        Upsert::Replaced => (StatusCode::OK, HeaderMap::new(), axum::Json(item.into())),
-    })
+    let id = item.id.clone();
+    upsert_response(&state, "items", &id, upsert, item.into())
 }
 
 /// Delete an item

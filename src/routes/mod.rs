@@ -12,7 +12,7 @@ pub mod things;
 pub mod users;
 
 use axum::Router;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::get;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::check_id;
 use crate::openapi;
+use crate::store::Upsert;
 
 /// Every route of the server: the APIs under `prefix`, Swagger UI and the spec, and `/healthz`,
 /// `/readyz` at the root.
@@ -64,6 +65,24 @@ pub fn created_headers(
         HeaderValue::try_from(location).map_err(|e| ApiError::Internal(e.into()))?,
     );
     Ok(headers)
+}
+
+/// The answer to an upserting PUT: 201 with `Location` if it created the record, else 200.
+pub fn upsert_response<T>(
+    state: &AppState,
+    collection: &str,
+    id: &str,
+    upsert: Upsert,
+    body: T,
+) -> Result<(StatusCode, HeaderMap, axum::Json<T>), ApiError> {
+    Ok(match upsert {
+        Upsert::Created => (
+            StatusCode::CREATED,
+            created_headers(state, collection, id)?,
+            axum::Json(body),
+        ),
+        Upsert::Replaced => (StatusCode::OK, HeaderMap::new(), axum::Json(body)),
+    })
 }
 
 /// Checks a string id from the path (`[A-Za-z0-9_-]{1,64}`); `kind` names it in the 400.

@@ -13,8 +13,8 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath};
 use crate::routes::keyed::Keyed;
 use crate::routes::schemas::{id_schema, nullable_id_schema, text_schema};
-use crate::routes::{created_headers, path_id};
-use crate::store::{self, Name, Upsert};
+use crate::routes::{created_headers, path_id, upsert_response};
+use crate::store::{self, Name};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "users";
@@ -203,14 +203,8 @@ pub async fn put_user(
     }
     let name = Name::parse("name", body.name)?;
     let (user, upsert) = state.store.put_user(&id, name).await?;
-    Ok(match upsert {
-        Upsert::Created => (
-            StatusCode::CREATED,
-            created_headers(&state, "users", &user.id)?,
-            axum::Json(user.into()),
-        ),
-        Upsert::Replaced => (StatusCode::OK, HeaderMap::new(), axum::Json(user.into())),
-    })
+    let id = user.id.clone();
+    upsert_response(&state, "users", &id, upsert, user.into())
 }
 
 /// Delete a user

@@ -341,6 +341,18 @@ impl AuctionTable {
         Ok(table)
     }
 
+    fn user_record(&self, id: &str) -> Result<&UserRecord, StoreError> {
+        self.users
+            .get(&NaturalId::new(id))
+            .ok_or_else(|| not_found("user", id))
+    }
+
+    fn item_record(&self, id: &str) -> Result<&ItemRecord, StoreError> {
+        self.items
+            .get(&NaturalId::new(id))
+            .ok_or_else(|| not_found("item", id))
+    }
+
     /// How many users, items and bids there are.
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.users.len(), self.items.len(), self.bids.len())
@@ -361,10 +373,7 @@ impl AuctionTable {
 
     /// One user.
     pub fn get_user(&self, id: &str) -> Result<User, StoreError> {
-        let user = self
-            .users
-            .get(&NaturalId::new(id))
-            .ok_or_else(|| not_found("user", id))?;
+        let user = self.user_record(id)?;
         Ok(User {
             id: id.to_owned(),
             name: user.name.clone(),
@@ -407,8 +416,7 @@ impl AuctionTable {
 
     /// Deletes a user and all of their bids; winners are recomputed.
     pub fn delete_user(&mut self, id: &str) -> Result<(), StoreError> {
-        let key = NaturalId::new(id);
-        let user = self.users.get(&key).ok_or_else(|| not_found("user", id))?;
+        let user = self.user_record(id)?;
         let bid_ids: Vec<NaturalId> = user
             .bids_by_item
             .iter()
@@ -420,16 +428,13 @@ impl AuctionTable {
         for bid in bid_ids {
             self.remove_bid(&bid);
         }
-        self.users.remove(&key);
+        self.users.remove(&NaturalId::new(id));
         Ok(())
     }
 
     /// The items a user bid on, once each, in order of their first remaining bid.
     pub fn user_items(&self, id: &str) -> Result<UserItems, StoreError> {
-        let record = self
-            .users
-            .get(&NaturalId::new(id))
-            .ok_or_else(|| not_found("user", id))?;
+        let record = self.user_record(id)?;
         Ok(UserItems {
             user: User {
                 id: id.to_owned(),
@@ -477,9 +482,8 @@ impl AuctionTable {
 
     /// One item with as much of its bids as asked for.
     pub fn get_item(&self, id: &str, detail: ItemDetail) -> Result<Item, StoreError> {
-        let key = NaturalId::new(id);
-        let record = self.items.get(&key).ok_or_else(|| not_found("item", id))?;
-        Ok(self.item_view(&key, record, detail))
+        let record = self.item_record(id)?;
+        Ok(self.item_view(&NaturalId::new(id), record, detail))
     }
 
     /// A new item under the next free id.
@@ -515,13 +519,12 @@ impl AuctionTable {
 
     /// Deletes an item and all bids on it.
     pub fn delete_item(&mut self, id: &str) -> Result<(), StoreError> {
-        let key = NaturalId::new(id);
-        let item = self.items.get(&key).ok_or_else(|| not_found("item", id))?;
+        let item = self.item_record(id)?;
         let bid_ids: Vec<NaturalId> = item.placed.values().cloned().collect();
         for bid in bid_ids {
             self.remove_bid(&bid);
         }
-        self.items.remove(&key);
+        self.items.remove(&NaturalId::new(id));
         Ok(())
     }
 
@@ -540,11 +543,8 @@ impl AuctionTable {
 
     /// An item's winning bid: the highest value, the earliest on a tie.
     pub fn winning_bid(&self, id: &str) -> Result<Bid, StoreError> {
-        let record = self
-            .items
-            .get(&NaturalId::new(id))
-            .ok_or_else(|| not_found("item", id))?;
-        let winner = record
+        let winner = self
+            .item_record(id)?
             .winner()
             .ok_or_else(|| StoreError::NoBids(format!("item {id}")))?;
         Ok(self.bid_view(winner))
