@@ -7,6 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
+use base64::Engine;
+use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
 /// The server's configuration, built by [`Config::from_env`] or, in tests, [`Config::for_tests`].
@@ -27,6 +30,53 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest a request may take before it is answered 408 (`REQUEST_TIMEOUT_SECS`).
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers before its connection is closed
+    /// (`HEADER_READ_TIMEOUT_SECS`): the defence against slowloris.
+    pub header_read_timeout: Duration,
+    /// The echo API's shared key (`SECRET_KEY`); `None` makes the echo API answer 503.
+    pub secret_key: Option<SecretString>,
+    /// Whether and how to serve HTTPS (`TLS_CERT_PATH`, `TLS_KEY_PATH`, `TLS_SELF_SIGNED`).
+    pub tls: TlsMode,
+    /// Origins allowed by CORS (`CORS_ALLOWED_ORIGINS`).
+    pub cors: CorsOrigins,
+    /// Per-client-IP rate limit (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`); `None` is off.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// How the server speaks HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain HTTP.
+    Off,
+    /// HTTPS with a certificate chain and a private key from PEM files, re-read on SIGHUP.
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+    /// HTTPS with a certificate generated at start-up, for local testing only.
+    SelfSigned,
+}
+
+/// Which cross-origin callers may read responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers are sent.
+    None,
+    /// Any origin (`*`).
+    Any,
+    /// Exactly these origins.
+    List(Vec<HeaderValue>),
+}
+
+/// A token bucket per client IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Tokens added per second.
+    pub per_second: u32,
+    /// Bucket size: how many requests may come at once.
+    pub burst: u32,
 }
 
 /// The shape of log lines.
@@ -54,6 +104,7 @@ const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_PREFIX: &str = "/api/v1";
 const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 const DEFAULT_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -106,6 +157,17 @@ impl Config {
                 .parse_or(Duration::from_secs(DEFAULT_TIMEOUT_SECS), |v| {
                     parse_positive(v).map(Duration::from_secs)
                 })?,
+            header_read_timeout: var("HEADER_READ_TIMEOUT_SECS")
+                .parse_or(Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS), |v| {
+                    parse_positive(v).map(Duration::from_secs)
+                })?,
+            // Never echoed in an error: the value is a secret.
+            secret_key: lookup("SECRET_KEY")
+                .filter(|v| !v.is_empty())
+                .map(SecretString::from),
+            tls: tls_mode(&var)?,
+            cors: var("CORS_ALLOWED_ORIGINS").parse_or(CorsOrigins::None, parse_origins)?,
+            rate_limit: rate_limit(&var)?,
         })
     }
 
@@ -116,6 +178,104 @@ impl Config {
         config.data_dir = data_dir.into();
         config
     }
+}
+
+/// Reads the three TLS variables and checks that they agree.
+fn tls_mode(var: &impl Fn(&'static str) -> Var) -> Result<TlsMode, ConfigError> {
+    let path = |name| {
+        var(name).parse_or(None, |v| {
+            std::fs::File::open(v)
+                .map(|_| Some(PathBuf::from(v)))
+                .map_err(|e| format!("cannot read the file: {e}"))
+        })
+    };
+    let cert = path("TLS_CERT_PATH")?;
+    let key = path("TLS_KEY_PATH")?;
+    let self_signed =
+        var("TLS_SELF_SIGNED").parse_or(false, |v| match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err("expected true or false".to_owned()),
+        })?;
+    let refuse = |variable: &'static str, value: String, reason: &str| ConfigError {
+        variable,
+        value,
+        reason: reason.to_owned(),
+    };
+    match (cert, key, self_signed) {
+        (Some(_), _, true) | (_, Some(_), true) => Err(refuse(
+            "TLS_SELF_SIGNED",
+            "true".to_owned(),
+            "conflicts with TLS_CERT_PATH/TLS_KEY_PATH: use one or the other",
+        )),
+        (Some(cert), Some(key), false) => Ok(TlsMode::Files { cert, key }),
+        (Some(cert), None, false) => Err(refuse(
+            "TLS_KEY_PATH",
+            String::new(),
+            &format!(
+                "TLS_CERT_PATH is set ({}), so TLS_KEY_PATH must be too",
+                cert.display()
+            ),
+        )),
+        (None, Some(key), false) => Err(refuse(
+            "TLS_CERT_PATH",
+            String::new(),
+            &format!(
+                "TLS_KEY_PATH is set ({}), so TLS_CERT_PATH must be too",
+                key.display()
+            ),
+        )),
+        (None, None, true) => Ok(TlsMode::SelfSigned),
+        (None, None, false) => Ok(TlsMode::Off),
+    }
+}
+
+fn parse_origins(value: &str) -> Result<CorsOrigins, String> {
+    if value == "*" {
+        return Ok(CorsOrigins::Any);
+    }
+    let mut origins = Vec::new();
+    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let well_formed = authority.is_some_and(|a| !a.is_empty() && !a.contains('/'));
+        if !well_formed {
+            return Err(format!(
+                "{origin:?} is not an origin: expected `*` or a comma-separated list such as \
+                 https://example.com,http://localhost:3000"
+            ));
+        }
+        origins.push(HeaderValue::from_str(origin).map_err(|e| e.to_string())?);
+    }
+    Ok(if origins.is_empty() {
+        CorsOrigins::None
+    } else {
+        CorsOrigins::List(origins)
+    })
+}
+
+fn rate_limit(var: &impl Fn(&'static str) -> Var) -> Result<Option<RateLimit>, ConfigError> {
+    let count = |name| {
+        var(name).parse_or(0, |v| {
+            v.parse::<u32>()
+                .map_err(|_| "expected a whole number, 0 for off".to_owned())
+        })
+    };
+    let per_second = count("RATE_LIMIT_PER_SECOND")?;
+    let burst = count("RATE_LIMIT_BURST")?;
+    Ok((per_second > 0).then(|| RateLimit {
+        per_second,
+        // A burst of 0 could never let a request through; default it to one second's worth.
+        burst: if burst == 0 { per_second } else { burst },
+    }))
+}
+
+/// A fresh random key for `SECRET_KEY`: 32 bytes from the OS, as URL-safe base64 (43 characters).
+pub fn generate_secret_key() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// One variable's raw value, kept with its name for error messages.

@@ -93,6 +93,9 @@ pub enum ApiError {
     /// 400: a path id, query parameter or body that cannot be read.
     #[error("{0}")]
     BadRequest(String),
+    /// 403: the shared key is missing or wrong.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: the resource does not exist; the text says which (`book 42 does not exist`).
     #[error("{0}")]
     NotFound(String),
@@ -105,6 +108,9 @@ pub enum ApiError {
     /// 422: the body is well-formed JSON but breaks the schema or a rule.
     #[error("the request body is invalid")]
     Invalid(Vec<FieldError>),
+    /// 429: this client sent too many requests; it may retry after this many seconds.
+    #[error("too many requests from this address; retry after {0} s")]
+    TooManyRequests(u64),
     /// 503: the server cannot answer this now (shutting down, a feature not configured).
     #[error("{0}")]
     Unavailable(String),
@@ -122,10 +128,12 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -159,8 +167,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut problem = Problem::new(status, Some(self.to_string()));
         let mut cause = None;
+        let mut retry_after = None;
         match self {
             Self::Invalid(errors) => problem.errors = errors,
+            Self::TooManyRequests(seconds) => retry_after = Some(HeaderValue::from(seconds.max(1))),
             Self::Internal(err) => {
                 problem.detail = Some("internal error".to_owned());
                 cause = Some(InternalCause(Arc::new(err)));
@@ -169,6 +179,9 @@ impl IntoResponse for ApiError {
         }
         // The body is written by `problem_details`, which knows the request path for `instance`.
         let mut response = status.into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
+        }
         response.extensions_mut().insert(problem);
         if let Some(cause) = cause {
             response.extensions_mut().insert(cause);

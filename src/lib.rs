@@ -7,29 +7,38 @@
 //! and [`serve`] runs it; `main.rs` only wires them to the process.
 
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
+use axum_server::Handle;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder as HttpBuilder;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub use config::Config;
+use config::TlsMode;
 pub use store::Store;
 
 /// What every handler can reach; cheap to clone.
@@ -56,12 +65,17 @@ impl AppState {
 
 /// The whole application: every route behind the middleware stack.
 pub fn app(state: AppState) -> Router {
-    let router = routes::router(&state.config.api_prefix);
+    let mut api = routes::router(&state.config.api_prefix);
+    if let Some(limit) = state.config.rate_limit {
+        api = edge::with_rate_limit(api, limit);
+    }
+    let router = api.merge(routes::ops::router());
     with_middleware(router, &state.config).with_state(state)
 }
 
 /// Wraps `router` in the middleware every request passes through, outermost first: request id,
-/// access log, problem details, panic catcher, body limit, timeout.
+/// access log (with `X-Server-Key` marked sensitive), CORS, security headers, problem details,
+/// panic catcher, body limit, timeout.
 ///
 /// Public so that tests can put a router of their own (one with a panicking route, say) behind
 /// exactly the production stack.
@@ -72,8 +86,13 @@ pub fn with_middleware<S: Clone + Send + Sync + 'static>(
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                HeaderName::from_static(routes::echo::KEY_HEADER),
+            ]))
             .layer(telemetry::trace_layer())
             .layer(PropagateRequestIdLayer::x_request_id())
+            .option_layer(edge::cors(&config.cors))
+            .layer(edge::security_headers())
             .layer(axum::middleware::from_fn(error::problem_details))
             .layer(CatchPanicLayer::custom(error::panic_response))
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
@@ -89,20 +108,56 @@ pub fn with_middleware<S: Clone + Send + Sync + 'static>(
 
 /// Serves `state`'s app on `listener` until `shutdown` completes, then stops accepting
 /// connections, lets in-flight requests finish, and returns.
+///
+/// Speaks HTTPS (HTTP/1.1 and HTTP/2 by ALPN) when the configuration asks for it, re-reading
+/// certificate files on SIGHUP. A client gets `HEADER_READ_TIMEOUT_SECS` to send its request
+/// headers, then its connection is closed (slowloris).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let config = Arc::clone(&state.config);
+    let tls = tls::load(&config.tls).await?;
+    let listener = listener.into_std()?;
+    let handle = Handle::new();
+    // Requests cannot outlive the request timeout, nor header reads theirs: past both, with a
+    // second's margin, nothing legitimate is left to wait for.
+    let grace = config.request_timeout.max(config.header_read_timeout) + Duration::from_secs(1);
     let ready = Arc::clone(&state.ready);
+    let shutdown_handle = handle.clone();
+    tokio::spawn(async move {
+        // A signal sent before the server listens would be missed; wait until it does.
+        shutdown_handle.listening().await;
+        shutdown.await;
+        ready.store(false, Ordering::Release);
+        tracing::info!("shutting down: finishing in-flight requests");
+        shutdown_handle.graceful_shutdown(Some(grace));
+    });
+
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            ready.store(false, Ordering::Release);
-            tracing::info!("shutting down: finishing in-flight requests");
-        })
-        .await
+    match tls {
+        None => {
+            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            limit_header_time(server.http_builder(), config.header_read_timeout);
+            server.serve(service).await
+        }
+        Some(tls_config) => {
+            if let TlsMode::Files { cert, key } = &config.tls {
+                tls::reload_on_sighup(tls_config.clone(), cert.clone(), key.clone())?;
+            }
+            let mut server = axum_server::from_tcp_rustls(listener, tls_config)?.handle(handle);
+            limit_header_time(server.http_builder(), config.header_read_timeout);
+            server.serve(service).await
+        }
+    }
+}
+
+fn limit_header_time(builder: &mut HttpBuilder<TokioExecutor>, timeout: Duration) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

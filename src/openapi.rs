@@ -1,12 +1,13 @@
 //! The OpenAPI document: its fixed parts (info, tags, shared schemas) and the finishing pass that
 //! sets the relative server URL and documents the errors every operation can meet.
 
-use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Spec, Ref, ResponseBuilder, Server};
+use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{bids, books, index, items, ops, things, users};
+use crate::routes::{bids, books, echo, index, items, ops, things, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,13 +23,42 @@ catalogue in one server. Every error is an RFC 9457 problem (`application/proble
         (name = users::TAG, description = "Bid tracker: users, and the items each bid on"),
         (name = items::TAG, description = "Bid tracker: items, their bids and winning bid"),
         (name = bids::TAG, description = "Bid tracker: bids (immutable; the highest wins, the earliest on a tie)"),
+        (name = echo::TAG, description = "Sends a message back, to callers with the shared key"),
         (name = things::TAG, description = "A read-only catalogue of things"),
         (name = ops::TAG, description = "Probes for orchestrators, served at the root, never under the prefix"),
     ),
     paths(ops::healthz, ops::readyz),
-    components(schemas(Problem, FieldError))
+    components(schemas(Problem, FieldError)),
+    modifiers(&EchoKeySchemes)
 )]
 struct ApiDoc;
+
+/// The echo API's shared key as a header or a query parameter (OpenAPI has no way to declare the
+/// third way, a JSON body field; the operation documents it).
+struct EchoKeySchemes;
+
+impl Modify for EchoKeySchemes {
+    fn modify(&self, spec: &mut Spec) {
+        let components = spec.components.get_or_insert_with(Default::default);
+        for (name, location, key) in [
+            ("server_key_header", "header", "X-Server-Key"),
+            ("server_key_query", "query", "server_key"),
+        ] {
+            let api_key = if location == "header" {
+                ApiKey::Header(ApiKeyValue::with_description(
+                    key,
+                    "The shared key (`SECRET_KEY`) in a request header",
+                ))
+            } else {
+                ApiKey::Query(ApiKeyValue::with_description(
+                    key,
+                    "The shared key (`SECRET_KEY`) in the query string; it is kept out of logs",
+                ))
+            };
+            components.add_security_scheme(name, SecurityScheme::ApiKey(api_key));
+        }
+    }
+}
 
 /// The document before routes are added: info, tags and shared schemas.
 pub fn base() -> Spec {

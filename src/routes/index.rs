@@ -19,6 +19,7 @@ pub const TAG: &str = "index";
         "users": "/api/v1/users",
         "items": "/api/v1/items",
         "bids": "/api/v1/bids",
+        "echo": "/api/v1/echo",
         "things": "/api/v1/things"
     },
     "docs": "/api/v1/docs/",
@@ -44,6 +45,8 @@ pub struct Resources {
     items: String,
     /// The bid tracker's bids.
     bids: String,
+    /// The key-protected echo.
+    echo: String,
     /// The things catalogue.
     things: String,
 }
@@ -78,6 +81,7 @@ pub async fn get_index(State(state): State<AppState>, headers: HeaderMap) -> Res
             users: format!("{prefix}/users"),
             items: format!("{prefix}/items"),
             bids: format!("{prefix}/bids"),
+            echo: format!("{prefix}/echo"),
             things: format!("{prefix}/things"),
         },
         docs: docs_url(prefix),

@@ -39,6 +39,7 @@ async fn the_prefix_gives_api_clients_an_index_and_browsers_the_docs() {
                     "users": "/api/v1/users",
                     "items": "/api/v1/items",
                     "bids": "/api/v1/bids",
+                    "echo": "/api/v1/echo",
                     "things": "/api/v1/things"
                 },
                 "docs": "/api/v1/docs/",
@@ -132,6 +133,8 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
         ("POST", "/bids"),
         ("GET", "/bids/{bid_id}"),
         ("DELETE", "/bids/{bid_id}"),
+        ("GET", "/echo"),
+        ("POST", "/echo"),
         ("GET", "/things"),
         ("GET", "/things/{id}"),
         ("GET", "/healthz"),
