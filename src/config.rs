@@ -264,7 +264,7 @@ fn rate_limit(var: &impl Fn(&'static str) -> Var) -> Result<Option<RateLimit>, C
     };
     let per_second = count("RATE_LIMIT_PER_SECOND")?;
     let burst = count("RATE_LIMIT_BURST")?;
-    Ok((per_second > 0).then(|| RateLimit {
+    Ok((per_second > 0).then_some(RateLimit {
         per_second,
         // A burst of 0 could never let a request through; default it to one second's worth.
         burst: if burst == 0 { per_second } else { burst },
