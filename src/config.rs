@@ -414,6 +414,118 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_key_is_optional_and_never_shown_in_debug_output() {
+        assert!(config(&[]).unwrap().secret_key.is_none());
+        assert!(config(&[("SECRET_KEY", "")]).unwrap().secret_key.is_none());
+        let c = config(&[("SECRET_KEY", "hunter2-hunter2")]).unwrap();
+        assert!(c.secret_key.is_some());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_needs_both_files_or_self_signed_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, "x").unwrap();
+        std::fs::write(&key, "x").unwrap();
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        assert_eq!(config(&[]).unwrap().tls, TlsMode::Off);
+        assert_eq!(
+            config(&[("TLS_SELF_SIGNED", "true")]).unwrap().tls,
+            TlsMode::SelfSigned
+        );
+        assert!(matches!(
+            config(&[("TLS_CERT_PATH", cert), ("TLS_KEY_PATH", key)])
+                .unwrap()
+                .tls,
+            TlsMode::Files { .. }
+        ));
+        let only_cert = config(&[("TLS_CERT_PATH", cert)]).unwrap_err();
+        assert_eq!(only_cert.variable, "TLS_KEY_PATH");
+        let only_key = config(&[("TLS_KEY_PATH", key)]).unwrap_err();
+        assert_eq!(only_key.variable, "TLS_CERT_PATH");
+        let both = config(&[
+            ("TLS_CERT_PATH", cert),
+            ("TLS_KEY_PATH", key),
+            ("TLS_SELF_SIGNED", "true"),
+        ])
+        .unwrap_err();
+        assert_eq!(both.variable, "TLS_SELF_SIGNED");
+        let missing = config(&[
+            ("TLS_CERT_PATH", "/no/such/cert.pem"),
+            ("TLS_KEY_PATH", key),
+        ])
+        .unwrap_err();
+        assert_eq!(missing.variable, "TLS_CERT_PATH");
+        assert!(missing.to_string().contains("/no/such/cert.pem"));
+    }
+
+    #[test]
+    fn cors_origins_and_rate_limits_are_parsed() {
+        assert_eq!(config(&[]).unwrap().cors, CorsOrigins::None);
+        assert_eq!(
+            config(&[("CORS_ALLOWED_ORIGINS", "*")]).unwrap().cors,
+            CorsOrigins::Any
+        );
+        let list = config(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://app.example, http://localhost:3000",
+        )])
+        .unwrap()
+        .cors;
+        assert_eq!(
+            list,
+            CorsOrigins::List(vec![
+                HeaderValue::from_static("https://app.example"),
+                HeaderValue::from_static("http://localhost:3000"),
+            ])
+        );
+        for bad in [
+            "app.example",
+            "https://a.example/path",
+            "ftp://x",
+            "http://é/",
+            "*,x",
+        ] {
+            let err = config(&[("CORS_ALLOWED_ORIGINS", bad)]).unwrap_err();
+            assert_eq!(err.variable, "CORS_ALLOWED_ORIGINS", "{bad}");
+        }
+        assert_eq!(config(&[]).unwrap().rate_limit, None);
+        assert_eq!(
+            config(&[("RATE_LIMIT_PER_SECOND", "5")])
+                .unwrap()
+                .rate_limit,
+            Some(RateLimit {
+                per_second: 5,
+                burst: 5
+            })
+        );
+        assert_eq!(
+            config(&[("RATE_LIMIT_PER_SECOND", "5"), ("RATE_LIMIT_BURST", "20")])
+                .unwrap()
+                .rate_limit,
+            Some(RateLimit {
+                per_second: 5,
+                burst: 20
+            })
+        );
+        assert!(config(&[("RATE_LIMIT_BURST", "-1")]).is_err());
+    }
+
+    #[test]
+    fn generated_keys_are_long_url_safe_and_fresh() {
+        let a = generate_secret_key().unwrap();
+        let b = generate_secret_key().unwrap();
+        assert_eq!(a.len(), 43);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
     fn values_are_parsed() {
         let c = config(&[
             ("HOST", "127.0.0.1"),

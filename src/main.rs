@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use monolith::config::TlsMode;
 use monolith::{AppState, Config, Store, telemetry};
 use tokio::net::TcpListener;
 
@@ -23,6 +24,8 @@ enum Command {
     /// Load and validate the seed files in DATA_DIR, then exit: 0 if the server would start on
     /// them, non-zero with the server's message if not.
     CheckData,
+    /// Print a fresh random key (32 bytes from the OS, URL-safe text) to use as SECRET_KEY.
+    Secret,
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,12 @@ fn main() -> ExitCode {
 
 /// Runs a command; `Err` is the one-line reason to exit non-zero.
 fn run(command: Command) -> Result<(), String> {
+    if let Command::Secret = command {
+        let key = monolith::config::generate_secret_key()
+            .map_err(|e| format!("cannot read OS randomness: {e}"))?;
+        println!("{key}");
+        return Ok(());
+    }
     // The file is optional and real environment variables win; a file that exists but cannot
     // be parsed is an error rather than a silently ignored configuration.
     if let Err(e) = dotenvy::dotenv()
@@ -64,6 +73,7 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Serve => runtime()?.block_on(serve(config, store)),
+        Command::Secret => unreachable!("handled before the configuration is read"),
     }
 }
 
@@ -78,10 +88,14 @@ async fn serve(config: Config, store: Store) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let scheme = match config.tls {
+        TlsMode::Off => "http",
+        _ => "https",
+    };
     tracing::info!(
         address = %local,
-        api = %format!("http://{local}{}", config.api_prefix),
-        docs = %format!("http://{local}{}/docs/", config.api_prefix),
+        api = %format!("{scheme}://{local}{}", config.api_prefix),
+        docs = %format!("{scheme}://{local}{}/docs/", config.api_prefix),
         "listening"
     );
     let state = AppState::new(config, store);

@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{DATA_DIR, binary, data_dir_with, write_files};
@@ -191,38 +192,99 @@ fn dot_env_is_read_and_real_environment_variables_win() {
     assert!(overridden.status.success(), "{}", stderr(&overridden));
 }
 
-/// Starts the server on an ephemeral port and returns it with its address.
-fn spawn_server() -> (Child, String) {
-    let cwd = tempfile::tempdir().unwrap();
-    let mut child = monolith(
-        cwd.path(),
-        &[],
-        &[
+/// A server process on an ephemeral port, with its address and everything it logs.
+pub struct ServerProcess {
+    pub child: Child,
+    pub address: String,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    _cwd: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts the binary on the bundled data with JSON logs and the extra `env`.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let cwd = tempfile::tempdir().unwrap();
+        let mut vars = vec![
             ("DATA_DIR", DATA_DIR),
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
             ("LOG_FORMAT", "json"),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the server logs before exiting")
+        ];
+        vars.extend_from_slice(env);
+        let mut child = monolith(cwd.path(), &[], &vars)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
-        if entry["message"] == "listening" {
-            break entry["address"].as_str().unwrap().to_owned();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let stderr_logs = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                stderr_logs.lock().unwrap().push(line);
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("the server exited: {:?}", logs.lock().unwrap()))
+                .unwrap();
+            logs.lock().unwrap().push(line.clone());
+            let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+            if entry["message"] == "listening" {
+                break entry["address"].as_str().unwrap().to_owned();
+            }
+        };
+        // Keep reading the log so the server never blocks on a full pipe.
+        let stdout_logs = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                stdout_logs.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            address,
+            logs,
+            _cwd: cwd,
         }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, address)
+    }
+
+    /// Sends a signal (`-TERM`, `-HUP`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        wait_with_timeout(&mut self.child, Duration::from_secs(10))
+    }
+
+    /// Stops the server, then returns its exit status and everything it logged.
+    pub fn stop_keeping_logs(mut self) -> (std::process::ExitStatus, String) {
+        self.signal("-TERM");
+        let status = wait_with_timeout(&mut self.child, Duration::from_secs(10));
+        // The reader threads drain what the process wrote before it exited.
+        std::thread::sleep(Duration::from_millis(200));
+        (status, self.log_text())
+    }
+
+    /// Everything logged so far, one line each.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
 }
 
 fn http_get(address: &str, path: &str) -> String {
@@ -254,15 +316,90 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSt
 #[test]
 fn sigterm_and_sigint_stop_the_server_with_exit_status_0() {
     for signal in ["-TERM", "-INT"] {
-        let (mut child, address) = spawn_server();
-        let response = http_get(&address, "/healthz");
+        let mut server = ServerProcess::start(&[]);
+        let response = http_get(&server.address, "/healthz");
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        let killed = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+        server.signal(signal);
+        let status = wait_with_timeout(&mut server.child, Duration::from_secs(10));
         assert!(status.success(), "{signal}: {status:?}");
     }
+}
+
+#[test]
+fn secret_prints_a_fresh_url_safe_key() {
+    let cwd = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..2)
+        .map(|_| {
+            let output = run(cwd.path(), &["secret"], &[]);
+            assert!(output.status.success());
+            String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        })
+        .collect();
+    for key in &keys {
+        assert!(key.len() >= 43, "32 bytes of randomness: {key}");
+        assert!(
+            key.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+    }
+    assert_ne!(keys[0], keys[1]);
+}
+
+#[test]
+fn the_echo_key_never_reaches_the_logs_however_it_is_sent() {
+    const KEY: &str = "Lk3-never-log-me-9QzW";
+    const WRONG: &str = "wrong-key-never-log-me-too";
+    let server = ServerProcess::start(&[("SECRET_KEY", KEY), ("RUST_LOG", "trace")]);
+    let send = |request: String| {
+        let mut stream = TcpStream::connect(&server.address).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let head = "host: test\r\nconnection: close";
+    let body = format!(r#"{{"message": "hi", "server_key": "{KEY}"}}"#);
+    let responses = [
+        send(format!(
+            "GET /api/v1/echo?message=hi HTTP/1.1\r\nx-server-key: {KEY}\r\n{head}\r\n\r\n"
+        )),
+        send(format!(
+            "GET /api/v1/echo?message=hi&server_key={KEY} HTTP/1.1\r\n{head}\r\n\r\n"
+        )),
+        send(format!(
+            "POST /api/v1/echo HTTP/1.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{head}\r\n\r\n{body}",
+            body.len()
+        )),
+        send(format!(
+            "GET /api/v1/echo?message=hi&server_key={WRONG} HTTP/1.1\r\n{head}\r\n\r\n"
+        )),
+        send(format!(
+            "GET /api/v1/echo?message=hi HTTP/1.1\r\nx-server-key: {WRONG}\r\n{head}\r\n\r\n"
+        )),
+    ];
+    for response in &responses[..3] {
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    for response in &responses[3..] {
+        assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    }
+    for response in &responses {
+        assert!(
+            !response.contains(KEY) && !response.contains(WRONG),
+            "{response}"
+        );
+    }
+    let status = server.stop_keeping_logs();
+    assert!(status.0.success());
+    let logs = status.1;
+    let access_lines = logs
+        .lines()
+        .filter(|l| l.contains("request handled") && l.contains("/api/v1/echo"))
+        .count();
+    assert_eq!(access_lines, 5, "one access-log line per request:\n{logs}");
+    assert!(!logs.contains(KEY), "the key leaked into the logs");
+    assert!(
+        !logs.contains(WRONG),
+        "a presented key leaked into the logs"
+    );
 }

@@ -14,10 +14,12 @@ use tower::ServiceExt;
 /// The bundled seed data.
 pub const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
 
-/// Logs are silent unless `TEST_LOG=1`.
+/// Process-wide set-up, once: the TLS crypto provider (clients and servers need it), and logs,
+/// silent unless `TEST_LOG=1`.
 pub fn init_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
+        monolith::tls::install_crypto_provider();
         if std::env::var_os("TEST_LOG").is_some() {
             let _ = monolith::telemetry::init("debug", monolith::config::LogFormat::Text);
         }

@@ -2,10 +2,13 @@
 
 mod auction;
 mod books;
-mod cli;
+pub mod cli;
 mod docs;
+mod echo;
+mod edge;
 mod errors;
 mod helpers;
 mod ops;
-mod server;
+pub mod server;
 mod things;
+mod tls;
