@@ -41,7 +41,9 @@ pub struct Echo {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EchoQuery {
-    /// The text to send back; required.
+    /// The text to send back, any Unicode, possibly empty.
+    // Optional in Rust so that a missing message is judged after the key, not before it.
+    #[param(required = true, value_type = String)]
     message: Option<String>,
     /// The shared key, when it is not sent in the `X-Server-Key` header.
     server_key: Option<String>,
