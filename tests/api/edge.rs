@@ -262,3 +262,29 @@ async fn every_response_carries_the_security_headers() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_over_the_wire_too() {
+    let mut config = test_config();
+    config.max_body_bytes = 1024;
+    let server = RunningServer::start(config).await;
+    let client = reqwest::Client::new();
+    let title = "x".repeat(2000);
+    let res = client
+        .post(server.url("/api/v1/books"))
+        .json(&serde_json::json!({ "title": title }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    // A body that fits still goes through.
+    let res = client
+        .post(server.url("/api/v1/books"))
+        .json(&serde_json::json!({ "title": "small" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    server.stop().await;
+}
