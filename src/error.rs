@@ -24,7 +24,8 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     "title": "Not Found",
     "status": 404,
     "detail": "book 42 does not exist",
-    "instance": "/api/v1/books/42"
+    "instance": "/api/v1/books/42",
+    "request_id": "0b6e1f0c-7a3e-4c2b-9a57-1d5f0e2a8c31"
 }))]
 pub struct Problem {
     /// Always `about:blank`: the status says what kind of problem it is.
@@ -46,6 +47,10 @@ pub struct Problem {
     /// For 422: each invalid field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The request's id (also in the `x-request-id` header and the logs), to quote when
+    /// reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// One invalid field of a request body.
@@ -83,6 +88,7 @@ impl Problem {
             detail,
             instance: None,
             errors: Vec::new(),
+            request_id: None,
         }
     }
 }
@@ -198,6 +204,11 @@ impl IntoResponse for ApiError {
 pub async fn problem_details(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    let request_id = request
+        .headers()
+        .get(crate::telemetry::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -209,6 +220,7 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
         .remove::<Problem>()
         .unwrap_or_else(|| Problem::new(status, Some(default_detail(status, &method))));
     problem.instance = Some(path);
+    problem.request_id = request_id;
 
     if status.is_server_error() {
         match parts.extensions.get::<InternalCause>() {

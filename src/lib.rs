@@ -10,6 +10,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod store;
@@ -39,6 +40,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use config::Config;
 use config::TlsMode;
+pub use metrics::Metrics;
 pub use store::Store;
 
 /// What every handler can reach; cheap to clone.
@@ -50,6 +52,8 @@ pub struct AppState {
     pub store: Store,
     /// True from start-up until shutdown begins; `/readyz` reports it.
     pub ready: Arc<AtomicBool>,
+    /// This app's Prometheus registry.
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -59,6 +63,7 @@ impl AppState {
             config: Arc::new(config),
             store,
             ready: Arc::new(AtomicBool::new(true)),
+            metrics: Metrics::new(),
         }
     }
 }
@@ -70,27 +75,33 @@ pub fn app(state: AppState) -> Router {
         api = edge::with_rate_limit(api, limit);
     }
     let router = api.merge(routes::ops::router());
-    with_middleware(router, &state.config).with_state(state)
+    with_middleware(router, &state.config, &state.metrics).with_state(state)
 }
 
-/// Wraps `router` in the middleware every request passes through, outermost first: request id,
-/// access log (with `X-Server-Key` marked sensitive), CORS, security headers, problem details,
-/// panic catcher, body limit, timeout.
+/// Wraps `router` in the middleware every request passes through, outermost first: request id
+/// (a client's insane one replaced), access log (with `X-Server-Key` marked sensitive), metrics,
+/// CORS, security headers, problem details, panic catcher, body limit, timeout.
 ///
 /// Public so that tests can put a router of their own (one with a panicking route, say) behind
 /// exactly the production stack.
 pub fn with_middleware<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     config: &Config,
+    metrics: &Metrics,
 ) -> Router<S> {
     router.layer(
         ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(telemetry::drop_insane_request_id))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(SetSensitiveRequestHeadersLayer::new([
                 HeaderName::from_static(routes::echo::KEY_HEADER),
             ]))
             .layer(telemetry::trace_layer())
             .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                metrics::track,
+            ))
             .option_layer(edge::cors(&config.cors))
             .layer(edge::security_headers())
             .layer(axum::middleware::from_fn(error::problem_details))
@@ -118,7 +129,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = Arc::clone(&state.config);
-    let tls = tls::load(&config.tls).await?;
+    let tls = tls::load(&config.tls, &state.metrics).await?;
     let listener = listener.into_std()?;
     let handle = Handle::new();
     // Requests cannot outlive the request timeout, nor header reads theirs: past both, with a
@@ -135,6 +146,7 @@ pub async fn serve(
         shutdown_handle.graceful_shutdown(Some(grace));
     });
 
+    let state_metrics = state.metrics.clone();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         None => {
@@ -144,7 +156,12 @@ pub async fn serve(
         }
         Some(tls_config) => {
             if let TlsMode::Files { cert, key } = &config.tls {
-                tls::reload_on_sighup(tls_config.clone(), cert.clone(), key.clone())?;
+                tls::reload_on_sighup(
+                    tls_config.clone(),
+                    cert.clone(),
+                    key.clone(),
+                    state_metrics.clone(),
+                )?;
             }
             let mut server = axum_server::from_tcp_rustls(listener, tls_config)?.handle(handle);
             limit_header_time(server.http_builder(), config.header_read_timeout);

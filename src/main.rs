@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use monolith::config::TlsMode;
 use monolith::{AppState, Config, Store, telemetry};
 use tokio::net::TcpListener;
 
@@ -88,16 +87,7 @@ async fn serve(config: Config, store: Store) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let scheme = match config.tls {
-        TlsMode::Off => "http",
-        _ => "https",
-    };
-    tracing::info!(
-        address = %local,
-        api = %format!("{scheme}://{local}{}", config.api_prefix),
-        docs = %format!("{scheme}://{local}{}/docs/", config.api_prefix),
-        "listening"
-    );
+    telemetry::log_startup(&config, local);
     let state = AppState::new(config, store);
     monolith::serve(listener, state, monolith::shutdown_signal())
         .await

@@ -7,6 +7,7 @@ use utoipa::openapi::{Content, OpenApi as Spec, Ref, ResponseBuilder, Server};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
+use crate::metrics;
 use crate::routes::{bids, books, echo, index, items, ops, things, users};
 
 #[derive(OpenApi)]
@@ -27,7 +28,7 @@ catalogue in one server. Every error is an RFC 9457 problem (`application/proble
         (name = things::TAG, description = "A read-only catalogue of things"),
         (name = ops::TAG, description = "Probes for orchestrators, served at the root, never under the prefix"),
     ),
-    paths(ops::healthz, ops::readyz),
+    paths(ops::healthz, ops::readyz, metrics::serve_metrics),
     components(schemas(Problem, FieldError)),
     modifiers(&EchoKeySchemes)
 )]

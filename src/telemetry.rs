@@ -2,14 +2,19 @@
 
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::Response;
+use axum::middleware::Next;
+use std::net::SocketAddr;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::{Config, CorsOrigins, LogFormat, TlsMode};
+
+/// The request-id header, set on every request and response.
+pub const REQUEST_ID: &str = "x-request-id";
 
 /// Installs the global subscriber; `Err` if one is installed already.
 pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
@@ -56,19 +61,25 @@ impl<B> MakeSpan<B> for RequestSpan {
             .map_or("unmatched", MatchedPath::as_str);
         let request_id = request
             .headers()
-            .get("x-request-id")
+            .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
+        let client = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.to_string());
         tracing::info_span!(
             "request",
             method = %request.method(),
             route,
             request_id,
+            client = client.as_deref().unwrap_or("unknown"),
         )
     }
 }
 
-/// Writes the access-log line: status and latency (the span adds method, route and request id).
+/// Writes the access-log line: status and latency (the span adds method, route, request id and
+/// client address).
 #[derive(Clone, Copy, Debug)]
 pub struct AccessLog;
 
@@ -81,4 +92,72 @@ impl<B> OnResponse<B> for AccessLog {
             "request handled"
         );
     }
+}
+
+/// Longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Middleware: removes a client's `x-request-id` unless it is sane (1–128 letters, digits and
+/// `-_.:`), so that a fresh id replaces it and logs never carry a client's junk or injection.
+pub async fn drop_insane_request_id(mut request: Request, next: Next) -> axum::response::Response {
+    let sane = request
+        .headers()
+        .get(REQUEST_ID)
+        .map(|value| {
+            let bytes = value.as_bytes();
+            (1..=MAX_REQUEST_ID).contains(&bytes.len())
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
+        .unwrap_or(true);
+    if !sane {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
+}
+
+/// The start-up line: where the server listens (API, docs and metrics URLs) and the effective
+/// configuration, the secret key shown only as `[redacted]` or `unset`.
+pub fn log_startup(config: &Config, local: SocketAddr) {
+    let scheme = match config.tls {
+        TlsMode::Off => "http",
+        _ => "https",
+    };
+    let origin = format!("{scheme}://{local}");
+    let tls = match &config.tls {
+        TlsMode::Off => "off".to_owned(),
+        TlsMode::Files { cert, .. } => format!("files ({})", cert.display()),
+        TlsMode::SelfSigned => "self-signed".to_owned(),
+    };
+    let cors = match &config.cors {
+        CorsOrigins::None => "off".to_owned(),
+        CorsOrigins::Any => "*".to_owned(),
+        CorsOrigins::List(origins) => origins
+            .iter()
+            .filter_map(|o| o.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    let rate_limit = config.rate_limit.map_or("off".to_owned(), |limit| {
+        format!("{}/s, burst {}", limit.per_second, limit.burst)
+    });
+    tracing::info!(
+        address = %local,
+        api = %format!("{origin}{}", config.api_prefix),
+        docs = %format!("{origin}{}/docs/", config.api_prefix),
+        metrics = %format!("{origin}/metrics"),
+        api_prefix = %config.api_prefix,
+        data_dir = %config.data_dir.display(),
+        log_format = ?config.log_format,
+        log_filter = %config.log_filter,
+        max_body_bytes = config.max_body_bytes,
+        request_timeout_secs = config.request_timeout.as_secs(),
+        header_read_timeout_secs = config.header_read_timeout.as_secs(),
+        secret_key = if config.secret_key.is_some() { "[redacted]" } else { "unset" },
+        tls = %tls,
+        cors = %cors,
+        rate_limit = %rate_limit,
+        "listening"
+    );
 }

@@ -87,7 +87,13 @@ pub fn authorize(state: &AppState, presented: Option<&str>) -> Result<(), ApiErr
     if matches {
         Ok(())
     } else {
-        tracing::debug!(presented = presented.is_some(), "echo key refused");
+        let reason = if presented.is_some() {
+            "wrong"
+        } else {
+            "missing"
+        };
+        state.metrics.echo_auth_failed(reason);
+        tracing::debug!(reason, "echo key refused");
         Err(ApiError::Forbidden(
             "a valid server key is required: send it in the X-Server-Key header, the server_key \
              query parameter, or a server_key field of a JSON body"

@@ -1,4 +1,4 @@
-//! Operations endpoints, never under the API prefix: liveness and readiness.
+//! Operations endpoints, never under the API prefix: liveness, readiness and metrics.
 
 use std::sync::atomic::Ordering;
 
@@ -8,21 +8,22 @@ use axum::routing::get;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiError, Problem};
+use crate::{AppState, metrics};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "operations";
 
 /// The routes here, for the spec, which serves them from the origin's root rather than under
 /// the API prefix.
-pub const PATHS: [&str; 2] = ["/healthz", "/readyz"];
+pub const PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
-/// `/healthz` and `/readyz`.
+/// `/healthz`, `/readyz` and `/metrics`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::serve_metrics))
 }
 
 /// The body of a successful probe.

@@ -139,12 +139,13 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
         ("GET", "/things/{id}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        ("GET", "/metrics"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
     .collect();
     assert_eq!(operations(spec), expected);
-    for probe in ["/healthz", "/readyz"] {
+    for probe in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(spec["paths"][probe]["servers"], json!([{"url": "/"}]));
     }
 

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::{get, post};
-use monolith::with_middleware;
+use monolith::{Metrics, with_middleware};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -133,7 +133,7 @@ async fn a_panicking_handler_is_a_500_that_says_nothing_internal() {
         panic!("secret detail at /home/app/src/db.rs:42")
     }
     let router = Router::new().route("/boom", get(boom));
-    let router = with_middleware(router, &test_config());
+    let router = with_middleware(router, &test_config(), &Metrics::new());
     let res = oneshot(
         router.clone(),
         Request::get("/boom").body(Body::empty()).unwrap(),
@@ -159,7 +159,7 @@ async fn a_request_over_the_time_limit_is_a_408_problem() {
             "too late"
         }),
     );
-    let router = with_middleware(router, &config);
+    let router = with_middleware(router, &config, &Metrics::new());
     let res = oneshot(router, Request::post("/slow").body(Body::empty()).unwrap()).await;
     res.assert_problem(StatusCode::REQUEST_TIMEOUT, "/slow");
     assert!(!res.text.contains("too late"));

@@ -8,6 +8,7 @@ mod echo;
 mod edge;
 mod errors;
 mod helpers;
+mod observability;
 mod ops;
 pub mod server;
 mod things;

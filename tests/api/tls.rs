@@ -61,6 +61,18 @@ async fn https_serves_http2_and_http1_by_alpn() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.version(), Version::HTTP_11);
 
+    // The certificate's expiry is exported for alerting.
+    let metrics = h1.get(url(server.addr, "/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let expected = monolith::tls::not_after(cert.as_bytes()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("tls_certificate_not_after_seconds "))
+        .unwrap();
+    let exported: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
+    assert_eq!(exported, expected as f64);
+    assert!(expected > 1_700_000_000, "a plausible time: {expected}");
+
     // Plain HTTP to the TLS port gets nowhere.
     let plain = Client::new()
         .get(format!("http://{}/healthz", server.addr))

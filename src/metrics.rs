@@ -1,0 +1,205 @@
+//! Prometheus metrics: the registry, the per-request middleware, and the `/metrics` handler.
+//!
+//! Each [`Metrics`] owns its registry (no global recorder), so every app, and every test, counts
+//! on its own. Labels are bounded by construction: `route` is the matched route template or
+//! `unmatched`, `method` one of the standard methods or `OTHER`, `status` a status code.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Latency buckets in seconds: sub-millisecond in-memory answers up to the 10 s default timeout.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The route label of requests that matched no route: one series, whatever the paths.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Every metric monolith exports, in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    in_flight: IntGauge,
+    echo_auth_failures: IntCounterVec,
+    records: IntGaugeVec,
+    tls_not_after: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric, process metrics included.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from receiving a request to its response head",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being answered")
+            .expect("valid metric");
+        let echo_auth_failures = IntCounterVec::new(
+            Opts::new(
+                "echo_auth_failures_total",
+                "Echo requests refused for a missing or wrong key",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let records = IntGaugeVec::new(
+            Opts::new("monolith_records", "Records held per resource"),
+            &["resource"],
+        )
+        .expect("valid metric");
+        let tls_not_after = Gauge::new(
+            "tls_certificate_not_after_seconds",
+            "Expiry of the served TLS certificate, as a Unix time; 0 without HTTPS",
+        )
+        .expect("valid metric");
+        for reason in ["missing", "wrong"] {
+            echo_auth_failures.with_label_values(&[reason]);
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+            Box::new(requests.clone()),
+            Box::new(duration.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(echo_auth_failures.clone()),
+            Box::new(records.clone()),
+            Box::new(tls_not_after.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("names are unique");
+        Self {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            echo_auth_failures,
+            records,
+            tls_not_after,
+        }
+    }
+
+    /// Counts an echo request refused for a `missing` or `wrong` key.
+    pub fn echo_auth_failed(&self, reason: &'static str) {
+        self.echo_auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Records the expiry of the certificate now being served.
+    pub fn set_tls_not_after(&self, unix_seconds: i64) {
+        self.tls_not_after.set(unix_seconds as f64);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        Ok(String::from_utf8_lossy(&buffer).into_owned())
+    }
+}
+
+/// A method label from a fixed set, so that invented methods cannot add series.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Middleware: counts and times every request by method, route template and status.
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let method = method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    metrics.in_flight.inc();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.in_flight.dec();
+    metrics
+        .duration
+        .with_label_values(&[method, &route])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .with_label_values(&[method, &route, response.status().as_str()])
+        .inc();
+    response
+}
+
+/// Prometheus metrics
+///
+/// Request counts and latencies by route, requests in flight, echo key failures, records per
+/// resource, process metrics and, with HTTPS, the certificate's expiry. Prometheus text format.
+/// Never under the API prefix.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = crate::routes::ops::TAG,
+    responses((status = 200, description = "Metrics in Prometheus text format",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
+)]
+pub async fn serve_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let counts = state.store.counts().await;
+    let metrics = &state.metrics;
+    for (resource, count) in [
+        ("books", counts.books),
+        ("users", counts.users),
+        ("items", counts.items),
+        ("bids", counts.bids),
+        ("things", counts.things),
+    ] {
+        metrics
+            .records
+            .with_label_values(&[resource])
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    let text = metrics.render().map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}

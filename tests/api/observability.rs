@@ -1,0 +1,295 @@
+//! Metrics that move with traffic and keep bounded labels, request ids end to end, and
+//! structured logs.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+
+use crate::cli::ServerProcess;
+use crate::echo::{KEY, app_with_key};
+use crate::helpers::{TestApp, test_config};
+
+/// Samples of a Prometheus text exposition: `name{labels}` → value.
+struct Samples(HashMap<String, f64>);
+
+impl Samples {
+    async fn scrape(app: &TestApp) -> Self {
+        let res = app.get("/metrics").await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(res.content_type().starts_with("text/plain; version=0.0.4"));
+        Self::parse(&res.text)
+    }
+
+    fn parse(text: &str) -> Self {
+        let mut samples = HashMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("name and value");
+            samples.insert(series.to_owned(), value.parse().expect("a number"));
+        }
+        Self(samples)
+    }
+
+    fn get(&self, series: &str) -> f64 {
+        self.0.get(series).copied().unwrap_or(0.0)
+    }
+
+    fn series_of(&self, name: &str) -> usize {
+        self.0
+            .keys()
+            .filter(|k| k.starts_with(&format!("{name}{{")))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn request_counters_and_latency_histograms_move_with_traffic() {
+    let app = TestApp::new();
+    let before = Samples::scrape(&app).await;
+    for _ in 0..3 {
+        app.get("/api/v1/books/1").await;
+    }
+    app.get("/api/v1/books/999").await;
+    app.post_json("/api/v1/books", json!({"title": ""})).await;
+    let after = Samples::scrape(&app).await;
+
+    let ok = r#"http_requests_total{method="GET",route="/api/v1/books/{id}",status="200"}"#;
+    let missing = r#"http_requests_total{method="GET",route="/api/v1/books/{id}",status="404"}"#;
+    let invalid = r#"http_requests_total{method="POST",route="/api/v1/books",status="422"}"#;
+    assert_eq!(after.get(ok) - before.get(ok), 3.0);
+    assert_eq!(after.get(missing) - before.get(missing), 1.0);
+    assert_eq!(after.get(invalid) - before.get(invalid), 1.0);
+    let count = r#"http_request_duration_seconds_count{method="GET",route="/api/v1/books/{id}"}"#;
+    assert_eq!(after.get(count), 4.0);
+    let fast =
+        r#"http_request_duration_seconds_bucket{method="GET",route="/api/v1/books/{id}",le="10"}"#;
+    assert_eq!(after.get(fast), 4.0, "every request took less than 10 s");
+    // The scrape itself is in flight while it is rendered.
+    assert_eq!(after.get("http_requests_in_flight"), 1.0);
+}
+
+#[tokio::test]
+async fn records_per_resource_are_gauged_at_each_scrape() {
+    let app = TestApp::new();
+    let samples = Samples::scrape(&app).await;
+    for (resource, count) in [
+        ("books", 12.0),
+        ("users", 3.0),
+        ("items", 2.0),
+        ("bids", 2.0),
+        ("things", 4.0),
+    ] {
+        assert_eq!(
+            samples.get(&format!(r#"monolith_records{{resource="{resource}"}}"#)),
+            count
+        );
+    }
+    app.post_json("/api/v1/books", json!({"title": "One more"}))
+        .await;
+    app.delete("/api/v1/users/user2").await;
+    let samples = Samples::scrape(&app).await;
+    assert_eq!(samples.get(r#"monolith_records{resource="books"}"#), 13.0);
+    assert_eq!(samples.get(r#"monolith_records{resource="users"}"#), 2.0);
+    assert_eq!(samples.get(r#"monolith_records{resource="bids"}"#), 1.0);
+}
+
+#[tokio::test]
+async fn echo_auth_failures_are_counted_by_reason() {
+    let app = app_with_key();
+    let send = |key: Option<&'static str>| {
+        let mut request = Request::get("/api/v1/echo?message=x");
+        if let Some(key) = key {
+            request = request.header("x-server-key", key);
+        }
+        app.send(request.body(Body::empty()).unwrap())
+    };
+    send(None).await;
+    send(Some("wrong")).await;
+    send(Some("wrong-again")).await;
+    send(Some(KEY)).await;
+    let samples = Samples::scrape(&app).await;
+    assert_eq!(
+        samples.get(r#"echo_auth_failures_total{reason="missing"}"#),
+        1.0
+    );
+    assert_eq!(
+        samples.get(r#"echo_auth_failures_total{reason="wrong"}"#),
+        2.0
+    );
+    assert_eq!(
+        samples.get(r#"http_requests_total{method="GET",route="/api/v1/echo",status="403"}"#),
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn process_metrics_are_exported() {
+    let app = TestApp::new();
+    let samples = Samples::scrape(&app).await;
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(samples.get(name) > 0.0, "{name}");
+    }
+    // A young test process may have used less than a whole second of CPU.
+    assert!(samples.0.contains_key("process_cpu_seconds_total"));
+    assert_eq!(
+        samples.get("tls_certificate_not_after_seconds"),
+        0.0,
+        "no HTTPS here"
+    );
+}
+
+#[tokio::test]
+async fn a_thousand_unknown_paths_and_odd_methods_add_at_most_one_series_each() {
+    let app = TestApp::new();
+    app.get("/warm-up").await;
+    let before = Samples::scrape(&app).await;
+    for i in 0..1000 {
+        app.get(&format!("/unknown/{i}/path-{}", i * 7919)).await;
+    }
+    for method in ["PURGE", "FOO", "BREW"] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        app.send_body(method, &format!("/odd/{}", rand_suffix()), None, "")
+            .await;
+    }
+    let after = Samples::scrape(&app).await;
+    let added = after.series_of("http_requests_total") - before.series_of("http_requests_total");
+    // One for the scrape of /metrics itself, one for OTHER methods on unmatched routes.
+    assert!(added <= 2, "added {added} series");
+    let unmatched = r#"http_requests_total{method="GET",route="unmatched",status="404"}"#;
+    assert_eq!(after.get(unmatched) - before.get(unmatched), 1000.0);
+    assert_eq!(
+        after.get(r#"http_requests_total{method="OTHER",route="unmatched",status="404"}"#),
+        3.0
+    );
+    let text = app.get("/metrics").await.text;
+    assert!(!text.contains("/unknown/") && !text.contains("PURGE"));
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[tokio::test]
+async fn a_sane_client_request_id_is_kept_everywhere_and_an_insane_one_replaced() {
+    let app = TestApp::new();
+    let res = app
+        .send(
+            Request::get("/api/v1/books/404")
+                .header("x-request-id", "client-id_42.a:b")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(res.header("x-request-id"), Some("client-id_42.a:b"));
+    assert_eq!(res.body["request_id"], "client-id_42.a:b");
+
+    for insane in [
+        "has spaces",
+        "x".repeat(129).as_str(),
+        "quote\"d",
+        "semi;colon",
+    ] {
+        let res = app
+            .send(
+                Request::get("/api/v1/books/404")
+                    .header("x-request-id", insane)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let id = res.header("x-request-id").unwrap().to_owned();
+        assert_ne!(id, insane);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "a fresh id: {id}");
+        assert_eq!(res.body["request_id"], id.as_str());
+    }
+}
+
+#[test]
+fn json_logs_have_a_start_up_line_and_one_access_line_per_request_with_its_id() {
+    let server = ServerProcess::start(&[
+        ("SECRET_KEY", "startup-secret-value"),
+        ("RUST_LOG", "debug"),
+    ]);
+    let send = |path: &str, id: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nhost: t\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(send("/api/v1/books/1", "req-ok-1").starts_with("HTTP/1.1 200"));
+    assert!(send("/api/v1/books/999", "req-missing-2").starts_with("HTTP/1.1 404"));
+    let (status, logs) = server.stop_keeping_logs();
+    assert!(status.success());
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+
+    let startup = lines.iter().find(|l| l["message"] == "listening").unwrap();
+    for field in [
+        "address",
+        "api",
+        "docs",
+        "metrics",
+        "api_prefix",
+        "data_dir",
+        "tls",
+        "rate_limit",
+    ] {
+        assert!(
+            startup[field].is_string() || startup[field].is_number(),
+            "{field}: {startup}"
+        );
+    }
+    assert_eq!(startup["secret_key"], "[redacted]");
+    assert!(!logs.contains("startup-secret-value"));
+
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request handled")
+        .collect();
+    assert_eq!(access.len(), 2, "{logs}");
+    for (line, (id, status, route)) in access.iter().zip([
+        ("req-ok-1", 200, "/api/v1/books/{id}"),
+        ("req-missing-2", 404, "/api/v1/books/{id}"),
+    ]) {
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["status"], status);
+        assert!(line["latency_ms"].as_f64().unwrap() >= 0.0);
+        let span = &line["span"];
+        assert_eq!(span["request_id"], id);
+        assert_eq!(span["method"], "GET");
+        assert_eq!(span["route"], route);
+        assert!(span["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    // The 404 is also logged, quietly, with the same request id.
+    let refused = lines
+        .iter()
+        .find(|l| l["message"] == "request refused")
+        .expect("a debug line for the 4xx");
+    assert_eq!(refused["level"], "DEBUG");
+    assert_eq!(refused["span"]["request_id"], "req-missing-2");
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_is_never_rate_limited_or_prefixed() {
+    let mut config = test_config();
+    config.api_prefix = "/x".to_owned();
+    let app = TestApp::with_config(config);
+    assert_eq!(app.get("/metrics").await.status, StatusCode::OK);
+    assert_eq!(app.get("/x/metrics").await.status, StatusCode::NOT_FOUND);
+}
