@@ -293,3 +293,139 @@ async fn the_metrics_endpoint_is_never_rate_limited_or_prefixed() {
     assert_eq!(app.get("/metrics").await.status, StatusCode::OK);
     assert_eq!(app.get("/x/metrics").await.status, StatusCode::NOT_FOUND);
 }
+
+/// Metric names in PromQL: every selector in our files carries a label matcher, `name{…}`.
+fn metric_names(promql: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let bytes = promql.as_bytes();
+    for (i, _) in promql.match_indices('{') {
+        let start = bytes[..i]
+            .iter()
+            .rposition(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b':'))
+            .map_or(0, |p| p + 1);
+        let name = &promql[start..i];
+        // `${1}xx` in label_replace and `{{route}}` legends are not selectors.
+        if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// The metric families the server exports, from the `# TYPE` lines of a scrape.
+async fn exported_families() -> Vec<String> {
+    let app = TestApp::new();
+    // Families with labels appear once they have a sample.
+    app.get("/healthz").await;
+    let text = app.get("/metrics").await.text;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+fn family_of(name: &str) -> &str {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name)
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_is_importable_and_uses_only_exported_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/monolith.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "monolith");
+    assert!(dashboard["title"].is_string());
+    assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 36);
+    assert!(
+        dashboard["id"].is_null(),
+        "no instance id, so that it imports anywhere"
+    );
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert!(
+        variables
+            .iter()
+            .any(|v| v["type"] == "datasource" && v["query"] == "prometheus")
+    );
+
+    let exported = exported_families().await;
+    let panels = dashboard["panels"].as_array().unwrap();
+    let mut ids = std::collections::HashSet::new();
+    let mut used = std::collections::HashSet::new();
+    for panel in panels {
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "unique panel ids"
+        );
+        assert!(panel["title"].is_string() && panel["type"].is_string());
+        for key in ["x", "y", "w", "h"] {
+            assert!(panel["gridPos"][key].is_u64(), "{panel}");
+        }
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty());
+        for target in targets {
+            assert!(target["refId"].is_string());
+            let expr = target["expr"].as_str().unwrap();
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "{expr}");
+            for name in names {
+                assert!(
+                    exported.contains(&family_of(&name).to_owned()),
+                    "{name} is not exported"
+                );
+                used.insert(family_of(&name).to_owned());
+            }
+        }
+    }
+    let titles: Vec<&str> = panels
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for needed in [
+        "Request rate",
+        "Error rate",
+        "Latency",
+        "in flight",
+        "Echo auth",
+        "Records",
+    ] {
+        assert!(
+            titles
+                .iter()
+                .any(|t| t.to_lowercase().contains(&needed.to_lowercase())),
+            "a panel for {needed}"
+        );
+    }
+    for family in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "http_requests_in_flight",
+        "echo_auth_failures_total",
+        "monolith_records",
+    ] {
+        assert!(used.contains(family), "the dashboard shows {family}");
+    }
+}
+
+#[tokio::test]
+async fn the_prometheus_alerts_use_only_exported_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml");
+    let rules = std::fs::read_to_string(path).unwrap();
+    let exported = exported_families().await;
+    let names = metric_names(&rules);
+    assert!(names.len() >= 4);
+    for name in names {
+        // `up` is Prometheus's own, recorded for every scrape target.
+        assert!(
+            name == "up" || exported.contains(&family_of(&name).to_owned()),
+            "{name}"
+        );
+    }
+    let scrape = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/prometheus/prometheus.yml"
+    ))
+    .unwrap();
+    assert!(scrape.contains("job_name: monolith") && scrape.contains("metrics_path: /metrics"));
+}
