@@ -10,6 +10,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod extract;
+pub mod healthcheck;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -25,6 +25,9 @@ enum Command {
     CheckData,
     /// Print a fresh random key (32 bytes from the OS, URL-safe text) to use as SECRET_KEY.
     Secret,
+    /// Ask the server on this machine (PORT, TLS settings) for /healthz: exit 0 if healthy.
+    /// For container health checks.
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,9 @@ fn run(command: Command) -> Result<(), String> {
         return Err(format!("cannot read .env: {e}"));
     }
     let config = Config::from_env().map_err(|e| e.to_string())?;
+    if let Command::Healthcheck = command {
+        return monolith::healthcheck::check(&config);
+    }
     telemetry::init(&config.log_filter, config.log_format)?;
     let store = Store::load(&config.data_dir).map_err(|e| e.to_string())?;
     match command {
@@ -72,7 +78,7 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Serve => runtime()?.block_on(serve(config, store)),
-        Command::Secret => unreachable!("handled before the configuration is read"),
+        Command::Secret | Command::Healthcheck => unreachable!("handled above"),
     }
 }
 
