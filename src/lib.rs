@@ -3,8 +3,10 @@
 //!
 //! Layout: `config` reads the environment; `store` holds the data behind async traits; `routes`
 //! has one module per API; `error` and `extract` make every failure an RFC 9457 problem;
-//! `openapi` finishes the generated document; `telemetry` sets up logs. [`app`] builds the router
-//! and [`serve`] runs it; `main.rs` only wires them to the process.
+//! `openapi` finishes the generated document; `telemetry` sets up logs and `metrics` the
+//! Prometheus registry; `edge` holds the security headers, CORS and rate limiting, `tls` the
+//! HTTPS set-up; `healthcheck` is the container probe. [`app`] builds the router and [`serve`]
+//! runs it; `main.rs` only wires them to the process.
 
 pub mod config;
 pub mod edge;
@@ -22,7 +24,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
 use std::time::Duration;
 
 use axum::Router;
