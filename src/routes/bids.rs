@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -24,6 +24,15 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_bids, place_bid))
         .routes(routes!(get_bid, delete_bid))
+}
+
+/// The bid named in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BidPath {
+    /// Bid id: 1 to 64 letters, digits, `_` or `-`.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    bid_id: String,
 }
 
 fn bid_id_schema() -> Object {
@@ -169,7 +178,7 @@ pub async fn place_bid(
     get,
     path = "/bids/{bid_id}",
     tag = TAG,
-    params(("bid_id" = String, Path, description = "Bid id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(BidPath),
     responses(
         (status = 200, description = "The bid", body = Bid),
         (status = 404, description = "No bid has this id", body = Problem, content_type = "application/problem+json"),
@@ -177,7 +186,7 @@ pub async fn place_bid(
 )]
 pub async fn get_bid(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(BidPath { bid_id: id }): ApiPath<BidPath>,
 ) -> Result<axum::Json<Bid>, ApiError> {
     let id = path_id("bid", id)?;
     Ok(axum::Json(state.store.get_bid(&id).await?.into()))
@@ -190,7 +199,7 @@ pub async fn get_bid(
     delete,
     path = "/bids/{bid_id}",
     tag = TAG,
-    params(("bid_id" = String, Path, description = "Bid id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(BidPath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No bid has this id", body = Problem, content_type = "application/problem+json"),
@@ -198,7 +207,7 @@ pub async fn get_bid(
 )]
 pub async fn delete_bid(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(BidPath { bid_id: id }): ApiPath<BidPath>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id("bid", id)?;
     state.store.delete_bid(&id).await?;

@@ -28,6 +28,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_book, replace_book, update_book, delete_book))
 }
 
+/// The book named in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BookPath {
+    /// Book id.
+    #[param(minimum = 1)]
+    id: u64,
+}
+
 /// Paging of the book list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -195,7 +204,7 @@ pub async fn create_book(
     get,
     path = "/books/{id}",
     tag = TAG,
-    params(("id" = u64, Path, description = "Book id", minimum = 1)),
+    params(BookPath),
     responses(
         (status = 200, description = "The book", body = Book),
         (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
@@ -203,7 +212,7 @@ pub async fn create_book(
 )]
 pub async fn get_book(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(BookPath { id }): ApiPath<BookPath>,
 ) -> Result<axum::Json<Book>, ApiError> {
     Ok(axum::Json(state.store.get_book(id).await?))
 }
@@ -216,7 +225,7 @@ pub async fn get_book(
     put,
     path = "/books/{id}",
     tag = TAG,
-    params(("id" = u64, Path, description = "Book id", minimum = 1)),
+    params(BookPath),
     request_body = BookReplacement,
     responses(
         (status = 200, description = "The book as replaced", body = Book),
@@ -226,7 +235,7 @@ pub async fn get_book(
 )]
 pub async fn replace_book(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(BookPath { id }): ApiPath<BookPath>,
     ApiJson(body): ApiJson<BookReplacement>,
 ) -> Result<axum::Json<Book>, ApiError> {
     check_body_id(body.id, id)?;
@@ -242,7 +251,7 @@ pub async fn replace_book(
     patch,
     path = "/books/{id}",
     tag = TAG,
-    params(("id" = u64, Path, description = "Book id", minimum = 1)),
+    params(BookPath),
     request_body(content((BookPatch = "application/json"), (BookPatch = "application/merge-patch+json"))),
     responses(
         (status = 200, description = "The book as updated", body = Book),
@@ -252,7 +261,7 @@ pub async fn replace_book(
 )]
 pub async fn update_book(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(BookPath { id }): ApiPath<BookPath>,
     ApiJson(body): ApiJson<BookPatch>,
 ) -> Result<axum::Json<Book>, ApiError> {
     check_body_id(body.id, id)?;
@@ -272,7 +281,7 @@ pub async fn update_book(
     delete,
     path = "/books/{id}",
     tag = TAG,
-    params(("id" = u64, Path, description = "Book id", minimum = 1)),
+    params(BookPath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
@@ -280,7 +289,7 @@ pub async fn update_book(
 )]
 pub async fn delete_book(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(BookPath { id }): ApiPath<BookPath>,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_book(id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -30,6 +30,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_winning_bid))
 }
 
+/// The item named in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ItemPath {
+    /// Item id: 1 to 64 letters, digits, `_` or `-`.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    item_id: String,
+}
+
 fn item_id_schema() -> Object {
     id_schema(
         "The item's id: 1 to 64 letters, digits, `_` or `-`",
@@ -211,7 +220,7 @@ pub async fn create_item(
     path = "/items/{item_id}",
     tag = TAG,
     params(
-        ("item_id" = String, Path, description = "Item id", pattern = "^[A-Za-z0-9_-]{1,64}$"),
+        ItemPath,
         ItemQuery,
     ),
     responses(
@@ -222,7 +231,7 @@ pub async fn create_item(
 )]
 pub async fn get_item(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
     ApiQuery(query): ApiQuery<ItemQuery>,
 ) -> Result<axum::Json<Item>, ApiError> {
     let id = path_id("item", id)?;
@@ -243,7 +252,7 @@ pub async fn get_item(
     put,
     path = "/items/{item_id}",
     tag = TAG,
-    params(("item_id" = String, Path, description = "Item id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(ItemPath),
     request_body = ItemReplacement,
     responses(
         (status = 200, description = "The item, renamed, with its bids", body = Item),
@@ -254,7 +263,7 @@ pub async fn get_item(
 )]
 pub async fn put_item(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
     ApiJson(body): ApiJson<ItemReplacement>,
 ) -> Result<(StatusCode, HeaderMap, axum::Json<Item>), ApiError> {
     let id = path_id("item", id)?;
@@ -277,7 +286,7 @@ pub async fn put_item(
     delete,
     path = "/items/{item_id}",
     tag = TAG,
-    params(("item_id" = String, Path, description = "Item id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(ItemPath),
     responses(
         (status = 204, description = "Deleted, with its bids"),
         (status = 404, description = "No item has this id", body = Problem, content_type = "application/problem+json"),
@@ -285,7 +294,7 @@ pub async fn put_item(
 )]
 pub async fn delete_item(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id("item", id)?;
     state.store.delete_item(&id).await?;
@@ -299,7 +308,7 @@ pub async fn delete_item(
     get,
     path = "/items/{item_id}/bids",
     tag = TAG,
-    params(("item_id" = String, Path, description = "Item id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(ItemPath),
     responses(
         (status = 200, description = "The item's bids in placing order", body = Vec<Bid>),
         (status = 404, description = "No item has this id", body = Problem, content_type = "application/problem+json"),
@@ -307,7 +316,7 @@ pub async fn delete_item(
 )]
 pub async fn list_item_bids(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
 ) -> Result<axum::Json<Vec<Bid>>, ApiError> {
     let id = path_id("item", id)?;
     let bids = state.store.item_bids(&id).await?;
@@ -321,7 +330,7 @@ pub async fn list_item_bids(
     get,
     path = "/items/{item_id}/winning",
     tag = TAG,
-    params(("item_id" = String, Path, description = "Item id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(ItemPath),
     responses(
         (status = 200, description = "The winning bid", body = Bid),
         (status = 404, description = "No item has this id, or it has no bids", body = Problem, content_type = "application/problem+json"),
@@ -329,7 +338,7 @@ pub async fn list_item_bids(
 )]
 pub async fn get_winning_bid(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
 ) -> Result<axum::Json<Bid>, ApiError> {
     let id = path_id("item", id)?;
     Ok(axum::Json(state.store.winning_bid(&id).await?.into()))

@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -25,6 +25,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, put_user, delete_user))
         .routes(routes!(get_user_items))
+}
+
+/// The user named in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserPath {
+    /// User id: 1 to 64 letters, digits, `_` or `-`.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    user_id: String,
 }
 
 fn user_id_schema() -> Object {
@@ -159,7 +168,7 @@ pub async fn create_user(
     get,
     path = "/users/{user_id}",
     tag = TAG,
-    params(("user_id" = String, Path, description = "User id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(UserPath),
     responses(
         (status = 200, description = "The user", body = User),
         (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
@@ -167,7 +176,7 @@ pub async fn create_user(
 )]
 pub async fn get_user(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(UserPath { user_id: id }): ApiPath<UserPath>,
 ) -> Result<axum::Json<User>, ApiError> {
     let id = path_id("user", id)?;
     Ok(axum::Json(state.store.get_user(&id).await?.into()))
@@ -180,7 +189,7 @@ pub async fn get_user(
     put,
     path = "/users/{user_id}",
     tag = TAG,
-    params(("user_id" = String, Path, description = "User id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(UserPath),
     request_body = UserReplacement,
     responses(
         (status = 200, description = "The user, renamed", body = User),
@@ -191,7 +200,7 @@ pub async fn get_user(
 )]
 pub async fn put_user(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(UserPath { user_id: id }): ApiPath<UserPath>,
     ApiJson(body): ApiJson<UserReplacement>,
 ) -> Result<(StatusCode, HeaderMap, axum::Json<User>), ApiError> {
     let id = path_id("user", id)?;
@@ -214,7 +223,7 @@ pub async fn put_user(
     delete,
     path = "/users/{user_id}",
     tag = TAG,
-    params(("user_id" = String, Path, description = "User id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(UserPath),
     responses(
         (status = 204, description = "Deleted, with their bids"),
         (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
@@ -222,7 +231,7 @@ pub async fn put_user(
 )]
 pub async fn delete_user(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(UserPath { user_id: id }): ApiPath<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id("user", id)?;
     state.store.delete_user(&id).await?;
@@ -236,7 +245,7 @@ pub async fn delete_user(
     get,
     path = "/users/{user_id}/items",
     tag = TAG,
-    params(("user_id" = String, Path, description = "User id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(UserPath),
     responses(
         (status = 200, description = "The user and their items", body = UserItems),
         (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
@@ -244,7 +253,7 @@ pub async fn delete_user(
 )]
 pub async fn get_user_items(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(UserPath { user_id: id }): ApiPath<UserPath>,
 ) -> Result<axum::Json<UserItems>, ApiError> {
     let id = path_id("user", id)?;
     let found = state.store.user_items(&id).await?;
