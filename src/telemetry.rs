@@ -8,30 +8,44 @@ use axum::middleware::Next;
 use std::net::SocketAddr;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
-use tracing::Span;
+use tracing::{Dispatch, Span};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, CorsOrigins, LogFormat, TlsMode};
 
 /// The request-id header, set on every request and response.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Installs the global subscriber; `Err` if one is installed already.
+/// Installs the global subscriber, writing to stdout; `Err` if one is installed already.
 pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
+    // `try_init` also routes the `log` records of dependencies (rustls) into tracing.
+    dispatch(filter, format, std::io::stdout)?
+        .try_init()
+        .map_err(|e| e.to_string())
+}
+
+/// The subscriber `init` installs, writing to `writer`: tests capture logs with it.
+pub fn dispatch<W>(filter: &str, format: LogFormat, writer: W) -> Result<Dispatch, String>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-    }
-    .map_err(|e| e.to_string())
+        .with_writer(writer);
+    Ok(match format {
+        LogFormat::Text => Dispatch::new(builder.finish()),
+        LogFormat::Json => Dispatch::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+    })
 }
 
 /// The access-log layer: one span per request and one line when the response starts.

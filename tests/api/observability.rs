@@ -429,3 +429,102 @@ async fn the_prometheus_alerts_use_only_exported_metrics() {
     .unwrap();
     assert!(scrape.contains("job_name: monolith") && scrape.contains("metrics_path: /metrics"));
 }
+
+/// A log sink that tests can read back.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+// Current-thread runtime: the scoped subscriber below sees everything the request does.
+#[tokio::test(flavor = "current_thread")]
+async fn a_5xx_is_logged_once_at_error_with_its_cause_and_request_id() {
+    use axum::Router;
+    use axum::routing::get;
+    use monolith::config::LogFormat;
+    use tower::ServiceExt;
+
+    async fn boom() -> StatusCode {
+        panic!("the cause: index out of range")
+    }
+    let captured = Captured::default();
+    let dispatch =
+        monolith::telemetry::dispatch("debug", LogFormat::Json, captured.clone()).unwrap();
+    let _guard = tracing::dispatcher::set_default(&dispatch);
+    let router = monolith::with_middleware(
+        Router::new().route("/boom", get(boom)),
+        &test_config(),
+        &monolith::Metrics::new(),
+    );
+    let response = router
+        .clone()
+        .oneshot(
+            Request::get("/boom")
+                .header("x-request-id", "boom-1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    router
+        .oneshot(
+            Request::get("/nope")
+                .header("x-request-id", "nope-2")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let lines = captured.lines();
+    let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert_eq!(errors.len(), 1, "one error line: {lines:#?}");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("the cause: index out of range")
+    );
+    assert_eq!(errors[0]["span"]["request_id"], "boom-1");
+    let refused: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request refused")
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["level"], "DEBUG");
+    assert_eq!(refused[0]["span"]["request_id"], "nope-2");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["message"] == "request handled")
+            .count(),
+        2,
+        "one access line per request"
+    );
+}
