@@ -32,8 +32,11 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+    // Colours only for a terminal: piped to a file or a collector they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     Ok(match format {
         LogFormat::Text => Dispatch::new(builder.finish()),
