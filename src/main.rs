@@ -43,29 +43,17 @@ fn main() -> ExitCode {
 
 /// Runs a command; `Err` is the one-line reason to exit non-zero.
 fn run(command: Command) -> Result<(), String> {
-    if let Command::Secret = command {
-        let key = monolith::config::generate_secret_key()
-            .map_err(|e| format!("cannot read OS randomness: {e}"))?;
-        println!("{key}");
-        return Ok(());
-    }
-    // The file is optional and real environment variables win; a file that exists but cannot
-    // be parsed is an error rather than a silently ignored configuration.
-    if let Err(e) = dotenvy::dotenv()
-        && !e.not_found()
-    {
-        return Err(format!("cannot read .env: {e}"));
-    }
-    let config = Config::from_env().map_err(|e| e.to_string())?;
-    if let Command::Healthcheck = command {
-        return monolith::healthcheck::check(&config);
-    }
-    telemetry::init(&config.log_filter, config.log_format)?;
-    let store = Store::load(&config.data_dir).map_err(|e| e.to_string())?;
     match command {
+        Command::Secret => {
+            let key = monolith::config::generate_secret_key()
+                .map_err(|e| format!("cannot read OS randomness: {e}"))?;
+            println!("{key}");
+            Ok(())
+        }
+        Command::Healthcheck => monolith::healthcheck::check(&load_config()?),
         Command::CheckData => {
-            let runtime = runtime()?;
-            let counts = runtime.block_on(store.counts());
+            let (config, store) = start()?;
+            let counts = runtime()?.block_on(store.counts());
             println!(
                 "{}: ok ({} books, {} things, {} users, {} items, {} bids)",
                 config.data_dir.display(),
@@ -77,9 +65,31 @@ fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Serve => runtime()?.block_on(serve(config, store)),
-        Command::Secret | Command::Healthcheck => unreachable!("handled above"),
+        Command::Serve => {
+            let (config, store) = start()?;
+            runtime()?.block_on(serve(config, store))
+        }
     }
+}
+
+/// Reads `.env` and the environment into a checked configuration.
+fn load_config() -> Result<Config, String> {
+    // The file is optional and real environment variables win; a file that exists but cannot
+    // be parsed is an error rather than a silently ignored configuration.
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        return Err(format!("cannot read .env: {e}"));
+    }
+    Config::from_env().map_err(|e| e.to_string())
+}
+
+/// The configuration, logging, and the seeded store: what serving and `check-data` share.
+fn start() -> Result<(Config, Store), String> {
+    let config = load_config()?;
+    telemetry::init(&config.log_filter, config.log_format)?;
+    let store = Store::load(&config.data_dir).map_err(|e| e.to_string())?;
+    Ok((config, store))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
