@@ -1,5 +1,5 @@
-//! The HTTP surface: one module per API, assembled here under the prefix with the docs and the
-//! operations endpoints.
+//! The HTTP surface: one module per API, assembled here under the prefix with the docs, plus the
+//! helpers the APIs share. The operations endpoints (`ops`) are merged beside them in `app`.
 
 pub mod bids;
 pub mod books;
