@@ -82,19 +82,24 @@ fn a_bad_seed_stops_check_data_and_the_server_with_the_same_message() {
     assert_eq!(stderr(&check), stderr(&serve));
 }
 
-#[test]
-fn a_rule_breaking_seed_names_the_file_and_the_record() {
-    let data = data_dir_with(&[(
-        "books.json",
-        r#"[{"id": 1, "title": "a"}, {"id": 1, "title": "b"}]"#,
-    )]);
+/// Runs `check-data` on a data folder holding `files`, expects it to fail, returns its message.
+fn check_data_refuses(files: &[(&str, &str)]) -> String {
+    let data = data_dir_with(files);
     let output = run(
         data.path(),
         &["check-data"],
         &[("DATA_DIR", data.path().to_str().unwrap())],
     );
     assert!(!output.status.success());
-    let message = stderr(&output);
+    stderr(&output)
+}
+
+#[test]
+fn a_rule_breaking_seed_names_the_file_and_the_record() {
+    let message = check_data_refuses(&[(
+        "books.json",
+        r#"[{"id": 1, "title": "a"}, {"id": 1, "title": "b"}]"#,
+    )]);
     assert!(
         message.contains("books.json") && message.contains("book 1: duplicate id"),
         "{message}"
@@ -125,14 +130,7 @@ fn an_inconsistent_auction_seed_names_the_file_and_the_record() {
         ),
     ];
     for (seed, expected) in cases {
-        let data = data_dir_with(&[("auction.json", seed)]);
-        let output = run(
-            data.path(),
-            &["check-data"],
-            &[("DATA_DIR", data.path().to_str().unwrap())],
-        );
-        assert!(!output.status.success());
-        let message = stderr(&output);
+        let message = check_data_refuses(&[("auction.json", seed)]);
         assert!(message.contains("auction.json"), "{message}");
         assert!(message.contains(expected), "{message}");
     }

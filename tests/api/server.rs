@@ -160,22 +160,12 @@ async fn item_bids_and_winner(
     client: &reqwest::Client,
     server: &RunningServer,
 ) -> (Vec<Value>, Value) {
-    let bids: Value = client
-        .get(server.url("/api/v1/items/item1/bids"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let item: Value = client
-        .get(server.url("/api/v1/items/item1?winningOnly=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get = |path: &str| {
+        let request = client.get(server.url(path)).send();
+        async move { request.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let bids = get("/api/v1/items/item1/bids").await;
+    let item = get("/api/v1/items/item1?winningOnly=1").await;
     (
         bids.as_array().unwrap().clone(),
         item["item"]["winning"].clone(),
