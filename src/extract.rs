@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 
 use crate::error::{ApiError, FieldError};
+use crate::json::ObjectsOnly;
 use crate::store::is_valid_id;
 
 /// A JSON request body: 415 without a JSON `Content-Type`, 400 if it is not JSON, 422 (with a
@@ -71,7 +72,7 @@ pub fn body_rejection(rejection: BytesRejection) -> ApiError {
 /// Parses a JSON body into `T`: syntax errors are 400, shape errors 422 with a JSON Pointer.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let result: Result<T, _> = serde_path_to_error::deserialize(ObjectsOnly(&mut deserializer));
     let value = result.map_err(|err| {
         let inner = err.inner();
         if inner.is_data() {

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
+pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::json::ObjectsOnly;
+
 /// Why the seed data could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -54,7 +56,7 @@ pub(super) fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option
         Err(source) => return Err(SeedError::Read { path, source }),
     };
     let mut deserializer = serde_json::Deserializer::from_slice(&text);
-    let parsed = serde_path_to_error::deserialize(&mut deserializer)
+    let parsed = serde_path_to_error::deserialize(ObjectsOnly(&mut deserializer))
         .map_err(|err| {
             let record = err.path().to_string();
             (record, err.into_inner())

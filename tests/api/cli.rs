@@ -107,6 +107,18 @@ fn a_rule_breaking_seed_names_the_file_and_the_record() {
 }
 
 #[test]
+fn a_seed_record_written_as_an_array_is_refused() {
+    let message = check_data_refuses(&[("books.json", r#"[{"id": 1, "title": "a"}, [2, "b"]]"#)]);
+    assert!(message.contains("books.json"), "{message}");
+    assert!(message.contains("expected a JSON object"), "{message}");
+    let message = check_data_refuses(&[("auction.json", r#"{"users": {"user1": ["Albert"]}}"#)]);
+    assert!(
+        message.contains("users.user1: invalid type: sequence"),
+        "{message}"
+    );
+}
+
+#[test]
 fn an_inconsistent_auction_seed_names_the_file_and_the_record() {
     let cases = [
         (

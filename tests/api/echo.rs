@@ -173,6 +173,9 @@ async fn bad_requests_with_the_right_key_are_told_what_is_wrong() {
     res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, ECHO);
     let res = post(&app, "", "application/json", r#"{"message": 5}"#, Some(KEY)).await;
     assert_eq!(res.error_pointers(), ["/message"]);
+    // Not the message in an array: serde would take it as the struct's first field.
+    let res = post(&app, "", "application/json", r#"["hello"]"#, Some(KEY)).await;
+    res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, ECHO);
     post(&app, "", "application/xml", "<m/>", Some(KEY))
         .await
         .assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, ECHO);

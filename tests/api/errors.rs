@@ -38,6 +38,58 @@ async fn malformed_json_is_400() {
     }
 }
 
+/// serde would read `["Dune"]` as the fields of a struct in order; the contract's bodies are
+/// objects, so an array anywhere a record belongs is a 422 that names it and changes nothing.
+#[tokio::test]
+async fn an_array_where_an_object_belongs_is_422_and_changes_nothing() {
+    let app = TestApp::new();
+    let cases = [
+        (Method::POST, BOOKS, r#"["Dune", "Frank Herbert"]"#, ""),
+        (Method::PUT, "/api/v1/books/1", r#"["Dune"]"#, ""),
+        (Method::PATCH, "/api/v1/books/1", r#"["Dune"]"#, ""),
+        (
+            Method::POST,
+            "/api/v1/bids",
+            r#"{"bid": ["item1", "9000", "user1"]}"#,
+            "/bid",
+        ),
+        (
+            Method::POST,
+            "/api/v1/bids",
+            r#"[["item1", "9000", "user1"]]"#,
+            "",
+        ),
+        (Method::POST, "/api/v1/users", r#"["Dora"]"#, ""),
+        (
+            Method::PUT,
+            "/api/v1/items/item9",
+            r#"{"item": ["Item 9"]}"#,
+            "/item",
+        ),
+    ];
+    let before = every_record(&app).await;
+    for (method, uri, body, pointer) in cases {
+        let res = app
+            .send_body(method.clone(), uri, Some("application/json"), body)
+            .await;
+        let problem = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, uri);
+        assert_eq!(res.error_pointers(), [pointer], "{method} {body}");
+        assert_eq!(
+            problem["errors"][0]["detail"], "invalid type: sequence, expected a JSON object",
+            "{method} {body}"
+        );
+    }
+    assert_eq!(every_record(&app).await, before);
+}
+
+async fn every_record(app: &TestApp) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    for uri in [BOOKS, "/api/v1/users", "/api/v1/items", "/api/v1/bids"] {
+        records.push(app.get(uri).await.body);
+    }
+    records
+}
+
 #[tokio::test]
 async fn a_body_that_is_not_json_is_415_whatever_it_holds() {
     let app = TestApp::new();
