@@ -3,10 +3,11 @@
 //!
 //! Layout: `config` reads the environment; `store` holds the data behind async traits; `routes`
 //! has one module per API; `error` and `extract` make every failure an RFC 9457 problem;
-//! `openapi` finishes the generated document; `telemetry` sets up logs and `metrics` the
-//! Prometheus registry; `edge` holds the security headers, CORS and rate limiting, `tls` the
-//! HTTPS set-up; `healthcheck` is the container probe. [`app`] builds the router and [`serve`]
-//! runs it; `main.rs` only wires them to the process.
+//! `json` reads records only from JSON objects; `openapi` finishes the generated document;
+//! `telemetry` sets up logs and `metrics` the Prometheus registry; `edge` holds the security
+//! headers, CORS and rate limiting, `tls` the HTTPS set-up; `healthcheck` is the container
+//! probe. [`app`] builds the router and [`serve`] runs it; `main.rs` only wires them to the
+//! process.
 
 pub mod config;
 pub mod edge;
