@@ -1,23 +1,28 @@
 //! The auction bid tracker: users, items and bids, and the rules that keep each item's winning
 //! bid and each user's list of items right.
 //!
-//! Every change is O(log n) in the number of bids: each item keeps its bids in placing order and
-//! in ranking order (highest value first, earliest first on a tie), so its winner is the first of
-//! the ranking; each user keeps, per item, the placing numbers of their bids, and the items in
-//! order of the user's first remaining bid. No operation scans all bids.
+//! Every change is O(log n) in the number of bids: bids are kept in placing order per item (one
+//! ranked map keyed by item and placing number, so a page of an item's bids starts at any
+//! offset in O(log n)) and in ranking order per item (highest value first, earliest first on a
+//! tie), so an item's winner is the first of its ranking; each user keeps, per item, the placing
+//! numbers of their bids, and the items in order of the user's first remaining bid. No
+//! operation scans all bids.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use super::books::too_many;
 use super::ids::{IdCounter, NaturalId, is_valid_id};
+use super::ordered::{RankedMap, natural_cursor, rank_after, read_chunk, read_positions};
 use super::seed::UniqueKeys;
-use super::{StoreError, Violation, check_text};
+use super::{Cursor, StoreError, Violation, check_text};
 
 /// The string form of a bid value: a plain decimal greater than 0, up to 15 integer digits and
 /// a fraction of up to 9 (or, below 1, up to 17) digits. The original client sends values as
@@ -135,28 +140,6 @@ pub struct Bid {
     pub user: String,
 }
 
-/// How much of an item's bids to return with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ItemDetail {
-    /// Only the winner: no bid list (O(log n), however many bids there are).
-    WinningOnly,
-    /// The bid ids in placing order.
-    BidIds,
-    /// The full bids in placing order.
-    FullBids,
-}
-
-/// An item's bids, as much as was asked for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ItemBids {
-    /// Not asked for.
-    Omitted,
-    /// Ids in placing order.
-    Ids(Vec<String>),
-    /// Full bids in placing order.
-    Full(Vec<Bid>),
-}
-
 /// An item with its winning bid.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {
@@ -166,17 +149,18 @@ pub struct Item {
     pub name: String,
     /// The winning bid's id; `None` without bids.
     pub winning: Option<String>,
-    /// The bids, as asked for.
-    pub bids: ItemBids,
+    /// How many bids the item has.
+    pub bid_count: usize,
 }
 
-/// A user with the items they bid on, once each, in order of their first bid.
+/// A user with some of the items they bid on, once each, in order of their first bid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserItems {
     /// The user.
     pub user: User,
-    /// Item ids.
-    pub items: Vec<String>,
+    /// Item ids, each with the placing number of the user's first remaining bid on it (the
+    /// cursor to read on from).
+    pub items: Vec<(u64, String)>,
 }
 
 /// Whether a PUT created the record or replaced it.
@@ -243,25 +227,11 @@ struct UserRecord {
 #[derive(Debug)]
 struct ItemRecord {
     name: String,
-    /// Bid ids by placing number: the order bids were placed.
-    placed: BTreeMap<u64, NaturalId>,
-    /// Highest value first, then earliest placed: the first entry is the winner.
+    /// The item's number in `AuctionTable::placements`: never reused, so a deleted item's
+    /// number cannot pick up another item's bids.
+    key: u64,
+    /// Placing numbers, highest value first, then earliest placed: the first is the winner.
     ranking: BTreeSet<(Reverse<u64>, u64)>,
-}
-
-impl ItemRecord {
-    fn new(name: String) -> Self {
-        Self {
-            name,
-            placed: BTreeMap::new(),
-            ranking: BTreeSet::new(),
-        }
-    }
-
-    fn winner(&self) -> Option<&NaturalId> {
-        let &(_, seq) = self.ranking.first()?;
-        self.placed.get(&seq)
-    }
 }
 
 #[derive(Debug)]
@@ -276,27 +246,18 @@ struct BidRecord {
 /// Users, items and bids with their indexes: the rules, free of locks and I/O.
 #[derive(Debug)]
 pub struct AuctionTable {
-    users: BTreeMap<NaturalId, UserRecord>,
-    items: BTreeMap<NaturalId, ItemRecord>,
-    bids: BTreeMap<NaturalId, BidRecord>,
+    users: RankedMap<NaturalId, UserRecord>,
+    items: RankedMap<NaturalId, ItemRecord>,
+    bids: RankedMap<NaturalId, BidRecord>,
+    /// Every bid's id by (item number, placing number): each item's bids in placing order.
+    placements: RankedMap<(u64, u64), NaturalId>,
     user_ids: IdCounter,
     item_ids: IdCounter,
     bid_ids: IdCounter,
     next_seq: u64,
-}
-
-impl Default for AuctionTable {
-    fn default() -> Self {
-        Self {
-            users: BTreeMap::new(),
-            items: BTreeMap::new(),
-            bids: BTreeMap::new(),
-            user_ids: IdCounter::new("user"),
-            item_ids: IdCounter::new("item"),
-            bid_ids: IdCounter::new("bid"),
-            next_seq: 0,
-        }
-    }
+    next_item_key: u64,
+    /// The most users, items, or bids the table may hold (each).
+    max_records: usize,
 }
 
 fn not_found(kind: &str, id: &str) -> StoreError {
@@ -306,22 +267,29 @@ fn not_found(kind: &str, id: &str) -> StoreError {
 impl AuctionTable {
     /// Builds the tables from a seed; `Err` names the first record that breaks a rule. Bids are
     /// placed in natural id order (`bid2` before `bid10`), which decides ties.
-    pub fn from_seed(seed: AuctionSeed) -> Result<Self, String> {
-        let mut table = Self::default();
-        for (id, user) in seed.users.map(|u| u.0).unwrap_or_default() {
+    pub fn from_seed(seed: AuctionSeed, max_records: usize) -> Result<Self, String> {
+        let mut table = Self::new(max_records);
+        let users = seed.users.map(|u| u.0).unwrap_or_default();
+        let items = seed.items.map(|i| i.0).unwrap_or_default();
+        let bids = seed.bids.map(|b| b.0).unwrap_or_default();
+        for (what, count) in [
+            ("users", users.len()),
+            ("items", items.len()),
+            ("bids", bids.len()),
+        ] {
+            if count > max_records {
+                return Err(too_many(what, count, max_records));
+            }
+        }
+        for (id, user) in users {
             let name = seed_name(&id, "user", user.name)?;
             table.upsert_user(NaturalId::new(id), name);
         }
-        for (id, item) in seed.items.map(|i| i.0).unwrap_or_default() {
+        for (id, item) in items {
             let name = seed_name(&id, "item", item.name)?;
             table.upsert_item(NaturalId::new(id), name);
         }
-        let mut bids: Vec<_> = seed
-            .bids
-            .map(|b| b.0)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let mut bids: Vec<_> = bids.into_iter().collect();
         bids.sort_by(|(a, _), (b, _)| NaturalId::new(a.as_str()).cmp(&NaturalId::new(b.as_str())));
         for (id, bid) in bids {
             if !is_valid_id(&id) {
@@ -339,6 +307,34 @@ impl AuctionTable {
                 .map_err(|e| format!("bid {id}: {e}"))?;
         }
         Ok(table)
+    }
+
+    /// Empty tables that hold at most `max_records` users, items and bids (each).
+    pub fn new(max_records: usize) -> Self {
+        Self {
+            users: RankedMap::new(),
+            items: RankedMap::new(),
+            bids: RankedMap::new(),
+            placements: RankedMap::new(),
+            user_ids: IdCounter::new("user"),
+            item_ids: IdCounter::new("item"),
+            bid_ids: IdCounter::new("bid"),
+            next_seq: 0,
+            next_item_key: 0,
+            max_records,
+        }
+    }
+
+    /// `Err` if `what` already holds `count` records, the cap.
+    fn check_room(&self, what: &'static str, count: usize) -> Result<(), StoreError> {
+        if count >= self.max_records {
+            Err(StoreError::Full {
+                what,
+                limit: self.max_records,
+            })
+        } else {
+            Ok(())
+        }
     }
 
     fn user_record(&self, id: &str) -> Result<&UserRecord, StoreError> {
@@ -360,15 +356,12 @@ impl AuctionTable {
 
     // ---- users ----
 
-    /// Every user in natural id order.
-    pub fn list_users(&self) -> Vec<User> {
-        self.users
-            .iter()
-            .map(|(id, user)| User {
-                id: id.to_string(),
-                name: user.name.clone(),
-            })
-            .collect()
+    /// At most `n` users in natural id order from `from`.
+    pub fn list_users(&self, from: &Cursor<String>, n: usize) -> Vec<User> {
+        read_chunk(&self.users, &natural_cursor(from), n, |id, user| User {
+            id: id.to_string(),
+            name: user.name.clone(),
+        })
     }
 
     /// One user.
@@ -381,16 +374,21 @@ impl AuctionTable {
     }
 
     /// A new user under the next free id.
-    pub fn create_user(&mut self, name: Name) -> User {
+    pub fn create_user(&mut self, name: Name) -> Result<User, StoreError> {
+        self.check_room("users", self.users.len())?;
         let id = self.user_ids.next();
         self.upsert_user(id.clone(), name);
-        self.get_user(id.as_str()).expect("just inserted")
+        self.get_user(id.as_str())
     }
 
     /// Creates or renames the user `id`; their bids stay.
-    pub fn put_user(&mut self, id: &str, name: Name) -> (User, Upsert) {
-        let upsert = self.upsert_user(NaturalId::new(id), name);
-        (self.get_user(id).expect("just upserted"), upsert)
+    pub fn put_user(&mut self, id: &str, name: Name) -> Result<(User, Upsert), StoreError> {
+        let key = NaturalId::new(id);
+        if !self.users.contains_key(&key) {
+            self.check_room("users", self.users.len())?;
+        }
+        let upsert = self.upsert_user(key, name);
+        Ok((self.get_user(id)?, upsert))
     }
 
     fn upsert_user(&mut self, id: NaturalId, name: Name) -> Upsert {
@@ -417,12 +415,14 @@ impl AuctionTable {
     /// Deletes a user and all of their bids; winners are recomputed.
     pub fn delete_user(&mut self, id: &str) -> Result<(), StoreError> {
         let user = self.user_record(id)?;
+        let (items, placements) = (&self.items, &self.placements);
         let bid_ids: Vec<NaturalId> = user
             .bids_by_item
             .iter()
             .flat_map(|(item, seqs)| {
-                let placed = &self.items[item].placed;
-                seqs.iter().map(move |seq| placed[seq].clone())
+                let key = items.get(item).map_or(u64::MAX, |item| item.key);
+                seqs.iter()
+                    .filter_map(move |&seq| placements.get(&(key, seq)).cloned())
             })
             .collect();
         for bid in bid_ids {
@@ -432,9 +432,16 @@ impl AuctionTable {
         Ok(())
     }
 
-    /// The items a user bid on, once each, in order of their first remaining bid.
-    pub fn user_items(&self, id: &str) -> Result<UserItems, StoreError> {
+    /// The user and at most `n` of the items they bid on, once each, in order of their first
+    /// remaining bid, after the one whose first bid is `after`.
+    pub fn user_items(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        n: usize,
+    ) -> Result<UserItems, StoreError> {
         let record = self.user_record(id)?;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(UserItems {
             user: User {
                 id: id.to_owned(),
@@ -442,65 +449,58 @@ impl AuctionTable {
             },
             items: record
                 .items_by_first_bid
-                .values()
-                .map(NaturalId::to_string)
+                .range((start, Bound::Unbounded))
+                .take(n)
+                .map(|(&seq, item)| (seq, item.to_string()))
                 .collect(),
         })
     }
 
     // ---- items ----
 
-    fn item_view(&self, id: &NaturalId, record: &ItemRecord, detail: ItemDetail) -> Item {
-        let bids = match detail {
-            ItemDetail::WinningOnly => ItemBids::Omitted,
-            ItemDetail::BidIds => {
-                ItemBids::Ids(record.placed.values().map(NaturalId::to_string).collect())
-            }
-            ItemDetail::FullBids => ItemBids::Full(
-                record
-                    .placed
-                    .values()
-                    .map(|bid| self.bid_view(bid))
-                    .collect(),
-            ),
-        };
+    fn item_view(&self, id: &NaturalId, record: &ItemRecord) -> Item {
+        let winning = record
+            .ranking
+            .first()
+            .and_then(|&(_, seq)| self.placements.get(&(record.key, seq)))
+            .map(NaturalId::to_string);
         Item {
             id: id.to_string(),
             name: record.name.clone(),
-            winning: record.winner().map(NaturalId::to_string),
-            bids,
+            winning,
+            bid_count: record.ranking.len(),
         }
     }
 
-    /// Every item with its bid ids, in natural id order.
-    pub fn list_items(&self) -> Vec<Item> {
-        self.items
-            .iter()
-            .map(|(id, record)| self.item_view(id, record, ItemDetail::BidIds))
-            .collect()
+    /// At most `n` items with their winners, in natural id order from `from`.
+    pub fn list_items(&self, from: &Cursor<String>, n: usize) -> Vec<Item> {
+        read_chunk(&self.items, &natural_cursor(from), n, |id, record| {
+            self.item_view(id, record)
+        })
     }
 
-    /// One item with as much of its bids as asked for.
-    pub fn get_item(&self, id: &str, detail: ItemDetail) -> Result<Item, StoreError> {
+    /// One item with its winner.
+    pub fn get_item(&self, id: &str) -> Result<Item, StoreError> {
         let record = self.item_record(id)?;
-        Ok(self.item_view(&NaturalId::new(id), record, detail))
+        Ok(self.item_view(&NaturalId::new(id), record))
     }
 
     /// A new item under the next free id.
-    pub fn create_item(&mut self, name: Name) -> Item {
+    pub fn create_item(&mut self, name: Name) -> Result<Item, StoreError> {
+        self.check_room("items", self.items.len())?;
         let id = self.item_ids.next();
         self.upsert_item(id.clone(), name);
-        self.get_item(id.as_str(), ItemDetail::BidIds)
-            .expect("just inserted")
+        self.get_item(id.as_str())
     }
 
     /// Creates or renames the item `id`; its bids stay.
-    pub fn put_item(&mut self, id: &str, name: Name) -> (Item, Upsert) {
-        let upsert = self.upsert_item(NaturalId::new(id), name);
-        let item = self
-            .get_item(id, ItemDetail::BidIds)
-            .expect("just upserted");
-        (item, upsert)
+    pub fn put_item(&mut self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError> {
+        let key = NaturalId::new(id);
+        if !self.items.contains_key(&key) {
+            self.check_room("items", self.items.len())?;
+        }
+        let upsert = self.upsert_item(key, name);
+        Ok((self.get_item(id)?, upsert))
     }
 
     fn upsert_item(&mut self, id: NaturalId, name: Name) -> Upsert {
@@ -511,7 +511,14 @@ impl AuctionTable {
                 Upsert::Replaced
             }
             None => {
-                self.items.insert(id, ItemRecord::new(name.0));
+                let key = self.next_item_key;
+                self.next_item_key += 1;
+                let record = ItemRecord {
+                    name: name.0,
+                    key,
+                    ranking: BTreeSet::new(),
+                };
+                self.items.insert(id, record);
                 Upsert::Created
             }
         }
@@ -519,8 +526,10 @@ impl AuctionTable {
 
     /// Deletes an item and all bids on it.
     pub fn delete_item(&mut self, id: &str) -> Result<(), StoreError> {
-        let item = self.item_record(id)?;
-        let bid_ids: Vec<NaturalId> = item.placed.values().cloned().collect();
+        let (start, end) = self.placement_positions(self.item_record(id)?);
+        let bid_ids = read_positions(&self.placements, start, end, usize::MAX, |_, bid| {
+            bid.clone()
+        });
         for bid in bid_ids {
             self.remove_bid(&bid);
         }
@@ -528,32 +537,48 @@ impl AuctionTable {
         Ok(())
     }
 
-    /// An item's full bids in placing order.
-    pub fn item_bids(&self, id: &str) -> Result<Vec<Bid>, StoreError> {
-        let record = self
-            .items
-            .get(&NaturalId::new(id))
-            .ok_or_else(|| not_found("item", id))?;
-        Ok(record
-            .placed
-            .values()
-            .map(|bid| self.bid_view(bid))
-            .collect())
+    /// Where an item's bids lie in `placements`: positions `start..end`.
+    fn placement_positions(&self, record: &ItemRecord) -> (usize, usize) {
+        let start = self.placements.rank(&(record.key, 0));
+        (start, start + record.ranking.len())
+    }
+
+    /// At most `n` of an item's full bids in placing order from `from`, with their placing
+    /// numbers.
+    pub fn item_bids(
+        &self,
+        id: &str,
+        from: &Cursor<u64>,
+        n: usize,
+    ) -> Result<Vec<(u64, Bid)>, StoreError> {
+        let record = self.item_record(id)?;
+        let (first, end) = self.placement_positions(record);
+        let start = match from {
+            Cursor::Offset(offset) => first.saturating_add(*offset),
+            Cursor::After(seq) => rank_after(&self.placements, &(record.key, *seq)),
+        };
+        Ok(read_positions(
+            &self.placements,
+            start,
+            end,
+            n,
+            |&(_, seq), bid| (seq, self.bid_view(bid)),
+        ))
     }
 
     /// An item's winning bid: the highest value, the earliest on a tie.
     pub fn winning_bid(&self, id: &str) -> Result<Bid, StoreError> {
         let winner = self
-            .item_record(id)?
-            .winner()
+            .get_item(id)?
+            .winning
             .ok_or_else(|| StoreError::NoBids(format!("item {id}")))?;
-        Ok(self.bid_view(winner))
+        Ok(self.bid_view(&NaturalId::new(winner)))
     }
 
     // ---- bids ----
 
     fn bid_view(&self, id: &NaturalId) -> Bid {
-        let record = &self.bids[id];
+        let record = self.bids.get(id).expect("indexes name only stored bids");
         Bid {
             id: id.to_string(),
             item: record.item.to_string(),
@@ -562,9 +587,11 @@ impl AuctionTable {
         }
     }
 
-    /// Every bid in natural id order.
-    pub fn list_bids(&self) -> Vec<Bid> {
-        self.bids.keys().map(|id| self.bid_view(id)).collect()
+    /// At most `n` bids in natural id order from `from`.
+    pub fn list_bids(&self, from: &Cursor<String>, n: usize) -> Vec<Bid> {
+        read_chunk(&self.bids, &natural_cursor(from), n, |id, _| {
+            self.bid_view(id)
+        })
     }
 
     /// One bid.
@@ -579,6 +606,7 @@ impl AuctionTable {
     /// Places a bid under the next free id, updating the item's winner.
     pub fn place_bid(&mut self, bid: NewBid) -> Result<Bid, StoreError> {
         // Check before taking an id, so a refused bid uses none up.
+        self.check_room("bids", self.bids.len())?;
         self.check_references(&bid)?;
         let id = self.bid_ids.next();
         self.insert_bid(id.clone(), bid)?;
@@ -616,8 +644,9 @@ impl AuctionTable {
         self.next_seq += 1;
 
         let item = self.items.get_mut(&item_id).expect("checked above");
-        item.placed.insert(seq, id.clone());
         item.ranking.insert((Reverse(bid.value.rank_key()), seq));
+        let key = item.key;
+        self.placements.insert((key, seq), id.clone());
 
         let user = self.users.get_mut(&user_id).expect("checked above");
         let seqs = user.bids_by_item.entry(item_id.clone()).or_default();
@@ -641,9 +670,10 @@ impl AuctionTable {
     fn remove_bid(&mut self, id: &NaturalId) -> Option<BidRecord> {
         let bid = self.bids.remove(id)?;
         if let Some(item) = self.items.get_mut(&bid.item) {
-            item.placed.remove(&bid.seq);
             item.ranking
                 .remove(&(Reverse(bid.value.rank_key()), bid.seq));
+            let key = item.key;
+            self.placements.remove(&(key, bid.seq));
         }
         if let Some(user) = self.users.get_mut(&bid.user)
             && let Some(seqs) = user.bids_by_item.get_mut(&bid.item)
@@ -687,12 +717,12 @@ mod tests {
 
     /// A table with users u1..u3 and items i1, i2.
     fn table() -> AuctionTable {
-        let mut t = AuctionTable::default();
+        let mut t = AuctionTable::new(1000);
         for u in ["u1", "u2", "u3"] {
-            t.put_user(u, name(u));
+            t.put_user(u, name(u)).unwrap();
         }
         for i in ["i1", "i2"] {
-            t.put_item(i, name(i));
+            t.put_item(i, name(i)).unwrap();
         }
         t
     }
@@ -708,7 +738,24 @@ mod tests {
     }
 
     fn winner(t: &AuctionTable, item: &str) -> Option<String> {
-        t.get_item(item, ItemDetail::WinningOnly).unwrap().winning
+        t.get_item(item).unwrap().winning
+    }
+
+    fn bid_ids_of(t: &AuctionTable, item: &str) -> Vec<String> {
+        t.item_bids(item, &Cursor::Offset(0), usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, bid)| bid.id)
+            .collect()
+    }
+
+    fn items_of(t: &AuctionTable, user: &str) -> Vec<String> {
+        t.user_items(user, None, usize::MAX)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|(_, item)| item)
+            .collect()
     }
 
     #[test]
@@ -738,7 +785,11 @@ mod tests {
         }
         t.delete_bid("bid10").unwrap();
         assert_eq!(bid(&mut t, "i1", "u1", 1.0), "bid11");
-        let ids: Vec<_> = t.list_bids().into_iter().map(|b| b.id).collect();
+        let ids: Vec<_> = t
+            .list_bids(&Cursor::Offset(0), 100)
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
         assert_eq!(ids[8..], ["bid9", "bid11"]);
     }
 
@@ -773,14 +824,14 @@ mod tests {
         let first_on_i2 = bid(&mut t, "i2", "u1", 5.0);
         bid(&mut t, "i1", "u1", 5.0);
         bid(&mut t, "i2", "u1", 6.0);
-        let items = |t: &AuctionTable| t.user_items("u1").unwrap().items;
+        let items = |t: &AuctionTable| items_of(t, "u1");
         assert_eq!(items(&t), ["i2", "i1"]);
         t.delete_bid(&first_on_i2).unwrap();
         // The remaining bid on i2 came after the one on i1.
         assert_eq!(items(&t), ["i1", "i2"]);
         t.delete_bid("bid3").unwrap();
         assert_eq!(items(&t), ["i1"]);
-        assert!(t.user_items("u2").unwrap().items.is_empty());
+        assert!(items_of(&t, "u2").is_empty());
     }
 
     #[test]
@@ -796,7 +847,7 @@ mod tests {
         assert_eq!(t.counts(), (2, 2, 2));
         t.delete_item("i2").unwrap();
         assert_eq!(t.counts(), (2, 1, 1));
-        assert_eq!(t.user_items("u1").unwrap().items, ["i1"]);
+        assert_eq!(items_of(&t, "u1"), ["i1"]);
         assert!(matches!(t.get_bid("bid4"), Err(StoreError::NotFound(_))));
     }
 
@@ -804,17 +855,59 @@ mod tests {
     fn put_creates_or_renames_and_keeps_bids() {
         let mut t = table();
         bid(&mut t, "i1", "u1", 1.0);
-        let (item, upsert) = t.put_item("i1", name("renamed"));
+        let (item, upsert) = t.put_item("i1", name("renamed")).unwrap();
         assert_eq!(upsert, Upsert::Replaced);
         assert_eq!(item.name, "renamed");
-        assert_eq!(item.bids, ItemBids::Ids(vec!["bid1".into()]));
-        let (_, upsert) = t.put_item("item7", name("new"));
+        assert_eq!(item.bid_count, 1);
+        assert_eq!(bid_ids_of(&t, "i1"), ["bid1"]);
+        let (_, upsert) = t.put_item("item7", name("new")).unwrap();
         assert_eq!(upsert, Upsert::Created);
         // Server-assigned ids continue above the client's.
-        assert_eq!(t.create_item(name("next")).id, "item8");
-        let (_, upsert) = t.put_user("u1", name("Al"));
+        assert_eq!(t.create_item(name("next")).unwrap().id, "item8");
+        let (_, upsert) = t.put_user("u1", name("Al")).unwrap();
         assert_eq!(upsert, Upsert::Replaced);
-        assert_eq!(t.create_user(name("x")).id, "user1");
+        assert_eq!(t.create_user(name("x")).unwrap().id, "user1");
+    }
+
+    #[test]
+    fn full_tables_refuse_new_records_but_not_renames() {
+        let mut t = AuctionTable::new(2);
+        t.put_user("u1", name("a")).unwrap();
+        t.create_user(name("b")).unwrap();
+        let full = |r: Result<(), StoreError>| {
+            matches!(
+                r,
+                Err(StoreError::Full {
+                    what: "users",
+                    limit: 2
+                })
+            )
+        };
+        assert!(full(t.create_user(name("c")).map(drop)));
+        assert!(full(t.put_user("u9", name("c")).map(drop)));
+        assert_eq!(
+            t.put_user("u1", name("renamed")).unwrap().1,
+            Upsert::Replaced
+        );
+        t.put_item("i1", name("i")).unwrap();
+        t.put_item("i2", name("i")).unwrap();
+        assert!(matches!(
+            t.create_item(name("x")),
+            Err(StoreError::Full { what: "items", .. })
+        ));
+        bid(&mut t, "i1", "u1", 1.0);
+        bid(&mut t, "i2", "u1", 2.0);
+        let refused = t.place_bid(NewBid {
+            item: "i1".into(),
+            user: "u1".into(),
+            value: value(3.0),
+        });
+        assert!(matches!(
+            refused,
+            Err(StoreError::Full { what: "bids", .. })
+        ));
+        assert_eq!(t.counts(), (2, 2, 2));
+        assert_eq!(winner(&t, "i1").as_deref(), Some("bid1"));
     }
 
     #[test]
@@ -836,14 +929,14 @@ mod tests {
     #[test]
     fn seeds_are_checked_record_by_record() {
         let seed = |json: &str| {
-            AuctionTable::from_seed(serde_json::from_str(json).unwrap()).map(|t| t.counts())
+            AuctionTable::from_seed(serde_json::from_str(json).unwrap(), 100).map(|t| t.counts())
         };
         assert_eq!(seed("{}").unwrap(), (0, 0, 0));
         let ok = r#"{"users": {"user1": {"name": "A"}}, "items": {"item1": {"name": "I"}},
                      "bids": {"bid10": {"item": "item1", "value": 5, "user": "user1"},
                               "bid9": {"item": "item1", "value": "5", "user": "user1"}}}"#;
         assert_eq!(seed(ok).unwrap(), (1, 1, 2));
-        let t = AuctionTable::from_seed(serde_json::from_str(ok).unwrap()).unwrap();
+        let t = AuctionTable::from_seed(serde_json::from_str(ok).unwrap(), 100).unwrap();
         // Seed bids are placed in natural id order, so bid9 wins the tie.
         assert_eq!(winner(&t, "item1").as_deref(), Some("bid9"));
 
@@ -858,6 +951,8 @@ mod tests {
         assert!(blank.contains("user user1"), "{blank}");
         let bad_id = seed(r#"{"items": {"a b": {"name": "x"}}}"#).unwrap_err();
         assert!(bad_id.contains("a b"), "{bad_id}");
+        let too_many = AuctionTable::from_seed(serde_json::from_str(ok).unwrap(), 1).unwrap_err();
+        assert!(too_many.contains("2 bids"), "{too_many}");
     }
 
     mod properties {
@@ -923,18 +1018,18 @@ mod tests {
             fn winners_and_indexes_always_match_a_brute_force_recomputation(
                 ops in proptest::collection::vec(op(), 1..120)
             ) {
-                let mut table = AuctionTable::default();
+                let mut table = AuctionTable::new(1000);
                 let mut model = Model::default();
                 for op in ops {
                     match op {
                         Op::PutUser(u) => {
                             let id = format!("u{u}");
-                            table.put_user(&id, name("n"));
+                            table.put_user(&id, name("n")).unwrap();
                             model.users.insert(id);
                         }
                         Op::PutItem(i) => {
                             let id = format!("i{i}");
-                            table.put_item(&id, name("n"));
+                            table.put_item(&id, name("n")).unwrap();
                             model.items.insert(id);
                         }
                         Op::Bid { item, user, value } => {
@@ -969,7 +1064,7 @@ mod tests {
                         }
                     }
                     for item in &model.items {
-                        let found = table.get_item(item, ItemDetail::BidIds).unwrap();
+                        let found = table.get_item(item).unwrap();
                         prop_assert_eq!(&found.winning, &model.winner(item), "winner of {}", item);
                         let expected: Vec<String> = model
                             .bids
@@ -977,10 +1072,20 @@ mod tests {
                             .filter(|b| &b.1 == item)
                             .map(|b| b.0.clone())
                             .collect();
-                        prop_assert_eq!(found.bids, ItemBids::Ids(expected));
+                        prop_assert_eq!(found.bid_count, expected.len());
+                        prop_assert_eq!(bid_ids_of(&table, item), expected.clone());
+                        // Any page of the item's bids is the model's slice, also past the end.
+                        let offset = expected.len() / 2;
+                        let page: Vec<String> = table
+                            .item_bids(item, &Cursor::Offset(offset), 2)
+                            .unwrap()
+                            .into_iter()
+                            .map(|(_, bid)| bid.id)
+                            .collect();
+                        prop_assert_eq!(page, expected.iter().skip(offset).take(2).cloned().collect::<Vec<_>>());
                     }
                     for user in &model.users {
-                        prop_assert_eq!(table.user_items(user).unwrap().items, model.user_items(user));
+                        prop_assert_eq!(items_of(&table, user), model.user_items(user));
                     }
                     prop_assert_eq!(table.counts(), (model.users.len(), model.items.len(), model.bids.len()));
                 }

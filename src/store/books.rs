@@ -1,11 +1,10 @@
 //! Books: the record, its field rules, and the table that assigns ids.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{StoreError, Violation, check_text};
+use super::ordered::{RankedMap, read_chunk};
+use super::{Cursor, StoreError, Violation, check_text};
 
 /// A book as stored and sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -76,38 +75,34 @@ impl BookChanges {
     }
 }
 
-/// Which slice of the ordered list to return.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Page {
-    /// How many records to return at most; `None` for all.
-    pub limit: Option<usize>,
-    /// How many records to skip.
-    pub offset: usize,
-}
-
-/// A slice of books and the total count they were taken from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BookPage {
-    /// The books of the slice, ordered by id.
-    pub books: Vec<Book>,
-    /// How many books there are in all.
-    pub total: usize,
-}
-
 /// All books, with the id counter: the in-memory rules, free of locks and I/O.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BookTable {
-    rows: BTreeMap<u64, Book>,
+    rows: RankedMap<u64, Book>,
     /// The highest id ever used; ids above it are free, ids at or below it are never handed out
     /// again, even after a delete.
     highest_id: u64,
+    /// The most books the table may hold.
+    max_records: usize,
 }
 
 impl BookTable {
+    /// An empty table that holds at most `max_records` books.
+    pub fn new(max_records: usize) -> Self {
+        Self {
+            rows: RankedMap::new(),
+            highest_id: 0,
+            max_records,
+        }
+    }
+
     /// Builds the table from seed records; `Err` names the first id that is zero, repeated, or
-    /// breaks a field rule.
-    pub fn from_seed(books: Vec<Book>) -> Result<Self, String> {
-        let mut table = Self::default();
+    /// breaks a field rule, or says that there are more than `max_records`.
+    pub fn from_seed(books: Vec<Book>, max_records: usize) -> Result<Self, String> {
+        if books.len() > max_records {
+            return Err(too_many("books", books.len(), max_records));
+        }
+        let mut table = Self::new(max_records);
         for book in books {
             if book.id == 0 {
                 return Err("book 0: ids start at 1".to_owned());
@@ -129,19 +124,9 @@ impl BookTable {
         self.rows.len()
     }
 
-    /// A page of books in id order.
-    pub fn list(&self, page: Page) -> BookPage {
-        let books = self
-            .rows
-            .values()
-            .skip(page.offset)
-            .take(page.limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect();
-        BookPage {
-            books,
-            total: self.rows.len(),
-        }
+    /// At most `n` books in id order from `from`.
+    pub fn list(&self, from: &Cursor<u64>, n: usize) -> Vec<Book> {
+        read_chunk(&self.rows, from, n, |_, book| book.clone())
     }
 
     /// One book.
@@ -151,6 +136,12 @@ impl BookTable {
 
     /// Stores a new book under the next free id.
     pub fn create(&mut self, fields: BookFields) -> Result<Book, StoreError> {
+        if self.rows.len() >= self.max_records {
+            return Err(StoreError::Full {
+                what: "books",
+                limit: self.max_records,
+            });
+        }
         let id = self
             .highest_id
             .checked_add(1)
@@ -194,6 +185,14 @@ impl BookTable {
     }
 }
 
+/// The seed error for a resource with more records than the cap.
+pub fn too_many(what: &str, count: usize, max_records: usize) -> String {
+    format!(
+        "{count} {what}, more than MAX_RECORDS_PER_RESOURCE ({max_records}) allows: raise the \
+         setting or seed fewer"
+    )
+}
+
 fn not_found(id: u64) -> StoreError {
     StoreError::NotFound(format!("book {id}"))
 }
@@ -214,9 +213,13 @@ mod tests {
         }
     }
 
+    fn seeded(books: Vec<Book>) -> Result<BookTable, String> {
+        BookTable::from_seed(books, 100)
+    }
+
     #[test]
     fn ids_continue_above_the_highest_seed_id_and_are_never_reused() {
-        let mut table = BookTable::from_seed(vec![book(3, "c"), book(7, "g")]).unwrap();
+        let mut table = seeded(vec![book(3, "c"), book(7, "g")]).unwrap();
         assert_eq!(table.create(fields("h")).unwrap().id, 8);
         table.delete(8).unwrap();
         table.delete(7).unwrap();
@@ -225,38 +228,49 @@ mod tests {
 
     #[test]
     fn an_empty_table_starts_at_one() {
-        let mut table = BookTable::default();
+        let mut table = BookTable::new(10);
         assert_eq!(table.create(fields("a")).unwrap().id, 1);
     }
 
     #[test]
-    fn list_is_ordered_by_id_and_paged() {
-        let table = BookTable::from_seed(vec![book(10, "j"), book(2, "b"), book(5, "e")]).unwrap();
-        let ids = |p: BookPage| p.books.iter().map(|b| b.id).collect::<Vec<_>>();
-        assert_eq!(ids(table.list(Page::default())), [2, 5, 10]);
-        let page = table.list(Page {
-            limit: Some(1),
-            offset: 1,
-        });
-        assert_eq!(page.total, 3);
-        assert_eq!(ids(page), [5]);
+    fn list_is_ordered_by_id_and_read_in_chunks() {
+        let table = seeded(vec![book(10, "j"), book(2, "b"), book(5, "e")]).unwrap();
+        let ids = |books: Vec<Book>| books.iter().map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(ids(table.list(&Cursor::Offset(0), 10)), [2, 5, 10]);
+        assert_eq!(ids(table.list(&Cursor::Offset(1), 1)), [5]);
+        assert_eq!(ids(table.list(&Cursor::After(5), 10)), [10]);
+        assert!(table.list(&Cursor::Offset(9), 10).is_empty());
+    }
+
+    #[test]
+    fn a_full_table_refuses_creates_and_changes_nothing() {
+        let mut table = BookTable::new(2);
+        table.create(fields("a")).unwrap();
+        table.create(fields("b")).unwrap();
+        assert!(matches!(
+            table.create(fields("c")),
+            Err(StoreError::Full {
+                what: "books",
+                limit: 2
+            })
+        ));
+        assert_eq!(table.len(), 2);
+        table.delete(1).unwrap();
+        // The refused create used no id.
+        assert_eq!(table.create(fields("d")).unwrap().id, 3);
+        let over = seeded((1..=101).map(|id| book(id, "t")).collect()).unwrap_err();
         assert!(
-            table
-                .list(Page {
-                    limit: None,
-                    offset: 9
-                })
-                .books
-                .is_empty()
+            over.contains("101 books") && over.contains("MAX_RECORDS_PER_RESOURCE"),
+            "{over}"
         );
     }
 
     #[test]
     fn seeds_with_duplicate_zero_or_invalid_records_are_refused() {
-        let dup = BookTable::from_seed(vec![book(1, "a"), book(1, "b")]).unwrap_err();
+        let dup = seeded(vec![book(1, "a"), book(1, "b")]).unwrap_err();
         assert!(dup.contains("book 1") && dup.contains("duplicate"), "{dup}");
-        assert!(BookTable::from_seed(vec![book(0, "a")]).is_err());
-        let blank = BookTable::from_seed(vec![book(4, "  ")]).unwrap_err();
+        assert!(seeded(vec![book(0, "a")]).is_err());
+        let blank = seeded(vec![book(4, "  ")]).unwrap_err();
         assert!(
             blank.contains("book 4") && blank.contains("title"),
             "{blank}"
@@ -276,7 +290,7 @@ mod tests {
 
     #[test]
     fn changes_touch_only_given_fields_and_can_remove_the_author() {
-        let mut table = BookTable::default();
+        let mut table = BookTable::new(10);
         let b = table
             .create(BookFields::parse("t".into(), Some("a".into())).unwrap())
             .unwrap();

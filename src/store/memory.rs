@@ -14,9 +14,8 @@ use super::books::BookTable;
 use super::seed::{self, SeedError, UniqueKeys};
 use super::things::ThingTable;
 use super::{
-    AuctionStore, Backend, Bid, Book, BookChanges, BookFields, BookPage, BookStore, Item,
-    ItemDetail, Name, NewBid, Page, RecordCounts, StoreError, Thing, ThingStore, Upsert, User,
-    UserItems,
+    AuctionStore, Backend, Bid, Book, BookChanges, BookFields, BookStore, Cursor, Item, Name,
+    NewBid, RecordCounts, StoreError, Thing, ThingStore, Upsert, User, UserItems,
 };
 
 const BOOKS_FILE: &str = "books.json";
@@ -24,7 +23,7 @@ const THINGS_FILE: &str = "things.json";
 const AUCTION_FILE: &str = "auction.json";
 
 /// All records, held in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     books: RwLock<BookTable>,
     /// Read-only after load, so it needs no lock.
@@ -34,10 +33,20 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store that holds at most `max_records` records per resource.
+    pub fn new(max_records: usize) -> Self {
+        Self {
+            books: RwLock::new(BookTable::new(max_records)),
+            things: ThingTable::default(),
+            auction: RwLock::new(AuctionTable::new(max_records)),
+        }
+    }
+
     /// Loads and checks every seed file of `data_dir`; a missing file leaves its resource empty.
-    pub fn load(data_dir: &Path) -> Result<Self, SeedError> {
+    /// Each resource holds at most `max_records` records, seeded or created.
+    pub fn load(data_dir: &Path, max_records: usize) -> Result<Self, SeedError> {
         let books = seed::read::<Vec<Book>>(data_dir, BOOKS_FILE)?.unwrap_or_default();
-        let books = BookTable::from_seed(books)
+        let books = BookTable::from_seed(books, max_records)
             .map_err(|reason| seed::rule_error(data_dir, BOOKS_FILE, reason))?;
         let things = seed::read::<UniqueKeys<Thing>>(data_dir, THINGS_FILE)?
             .map(|entries| entries.0)
@@ -45,9 +54,9 @@ impl MemoryStore {
         let things = ThingTable::from_seed(things)
             .map_err(|reason| seed::rule_error(data_dir, THINGS_FILE, reason))?;
         let auction = match seed::read(data_dir, AUCTION_FILE)? {
-            Some(seed) => AuctionTable::from_seed(seed)
+            Some(seed) => AuctionTable::from_seed(seed, max_records)
                 .map_err(|reason| seed::rule_error(data_dir, AUCTION_FILE, reason))?,
-            None => AuctionTable::default(),
+            None => AuctionTable::new(max_records),
         };
         Ok(Self {
             books: RwLock::new(books),
@@ -77,8 +86,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl BookStore for MemoryStore {
-    async fn list_books(&self, page: Page) -> Result<BookPage, StoreError> {
-        Ok(self.books().list(page))
+    async fn list_books(&self, from: Cursor<u64>, n: usize) -> Result<Vec<Book>, StoreError> {
+        Ok(self.books().list(&from, n))
     }
 
     async fn get_book(&self, id: u64) -> Result<Book, StoreError> {
@@ -104,8 +113,8 @@ impl BookStore for MemoryStore {
 
 #[async_trait]
 impl ThingStore for MemoryStore {
-    async fn list_things(&self) -> Result<Vec<Thing>, StoreError> {
-        Ok(self.things.list())
+    async fn list_things(&self, from: Cursor<String>, n: usize) -> Result<Vec<Thing>, StoreError> {
+        Ok(self.things.list(&from, n))
     }
 
     async fn get_thing(&self, id: &str) -> Result<Thing, StoreError> {
@@ -115,8 +124,8 @@ impl ThingStore for MemoryStore {
 
 #[async_trait]
 impl AuctionStore for MemoryStore {
-    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        Ok(self.auction().list_users())
+    async fn list_users(&self, from: Cursor<String>, n: usize) -> Result<Vec<User>, StoreError> {
+        Ok(self.auction().list_users(&from, n))
     }
 
     async fn get_user(&self, id: &str) -> Result<User, StoreError> {
@@ -124,51 +133,61 @@ impl AuctionStore for MemoryStore {
     }
 
     async fn create_user(&self, name: Name) -> Result<User, StoreError> {
-        Ok(self.auction_mut().create_user(name))
+        self.auction_mut().create_user(name)
     }
 
     async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError> {
-        Ok(self.auction_mut().put_user(id, name))
+        self.auction_mut().put_user(id, name)
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
         self.auction_mut().delete_user(id)
     }
 
-    async fn user_items(&self, id: &str) -> Result<UserItems, StoreError> {
-        self.auction().user_items(id)
+    async fn user_items(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        n: usize,
+    ) -> Result<UserItems, StoreError> {
+        self.auction().user_items(id, after, n)
     }
 
-    async fn list_items(&self) -> Result<Vec<Item>, StoreError> {
-        Ok(self.auction().list_items())
+    async fn list_items(&self, from: Cursor<String>, n: usize) -> Result<Vec<Item>, StoreError> {
+        Ok(self.auction().list_items(&from, n))
     }
 
-    async fn get_item(&self, id: &str, detail: ItemDetail) -> Result<Item, StoreError> {
-        self.auction().get_item(id, detail)
+    async fn get_item(&self, id: &str) -> Result<Item, StoreError> {
+        self.auction().get_item(id)
     }
 
     async fn create_item(&self, name: Name) -> Result<Item, StoreError> {
-        Ok(self.auction_mut().create_item(name))
+        self.auction_mut().create_item(name)
     }
 
     async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError> {
-        Ok(self.auction_mut().put_item(id, name))
+        self.auction_mut().put_item(id, name)
     }
 
     async fn delete_item(&self, id: &str) -> Result<(), StoreError> {
         self.auction_mut().delete_item(id)
     }
 
-    async fn item_bids(&self, id: &str) -> Result<Vec<Bid>, StoreError> {
-        self.auction().item_bids(id)
+    async fn item_bids(
+        &self,
+        id: &str,
+        from: Cursor<u64>,
+        n: usize,
+    ) -> Result<Vec<(u64, Bid)>, StoreError> {
+        self.auction().item_bids(id, &from, n)
     }
 
     async fn winning_bid(&self, id: &str) -> Result<Bid, StoreError> {
         self.auction().winning_bid(id)
     }
 
-    async fn list_bids(&self) -> Result<Vec<Bid>, StoreError> {
-        Ok(self.auction().list_bids())
+    async fn list_bids(&self, from: Cursor<String>, n: usize) -> Result<Vec<Bid>, StoreError> {
+        Ok(self.auction().list_bids(&from, n))
     }
 
     async fn get_bid(&self, id: &str) -> Result<Bid, StoreError> {
@@ -214,7 +233,7 @@ mod tests {
     #[test]
     fn missing_files_give_empty_resources() {
         let dir = dir_with(&[]);
-        let store = MemoryStore::load(dir.path()).unwrap();
+        let store = MemoryStore::load(dir.path(), 100).unwrap();
         assert_eq!(store.books().len(), 0);
         assert_eq!(store.things.len(), 0);
     }
@@ -225,7 +244,7 @@ mod tests {
             "books.json",
             "[\n  {\"id\": 1, \"title\": \"a\"},\n  oops\n]",
         )]);
-        let message = MemoryStore::load(dir.path()).unwrap_err().to_string();
+        let message = MemoryStore::load(dir.path(), 100).unwrap_err().to_string();
         assert!(message.contains("books.json"), "{message}");
         assert!(message.contains("invalid JSON"), "{message}");
         assert!(message.contains("line 3 column 3"), "{message}");
@@ -234,7 +253,7 @@ mod tests {
     #[test]
     fn wrong_shapes_and_broken_rules_name_the_file() {
         let dir = dir_with(&[("books.json", r#"[{"id": "one", "title": "a"}]"#)]);
-        let message = MemoryStore::load(dir.path()).unwrap_err().to_string();
+        let message = MemoryStore::load(dir.path(), 100).unwrap_err().to_string();
         assert!(
             message.contains("books.json") && message.contains("line 1"),
             "{message}"
@@ -244,7 +263,7 @@ mod tests {
             "things.json",
             r#"{"1": {"id": "1", "name": "a"}, "1": {"id": "1", "name": "b"}}"#,
         )]);
-        let message = MemoryStore::load(dir.path()).unwrap_err().to_string();
+        let message = MemoryStore::load(dir.path(), 100).unwrap_err().to_string();
         assert!(
             message.contains("things.json") && message.contains("duplicate id"),
             "{message}"
@@ -257,6 +276,6 @@ mod tests {
             ("books.json", r#"[{"id": 1, "title": "a"}]"#),
             ("things.json", "{"),
         ]);
-        assert!(MemoryStore::load(dir.path()).is_err());
+        assert!(MemoryStore::load(dir.path(), 100).is_err());
     }
 }

@@ -11,6 +11,7 @@ mod auction;
 mod books;
 mod ids;
 mod memory;
+mod ordered;
 mod seed;
 mod things;
 
@@ -20,11 +21,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use auction::{
-    Bid, BidValue, DECIMAL_PATTERN, Item, ItemBids, ItemDetail, Name, NewBid, Upsert, User,
-    UserItems,
-};
-pub use books::{Book, BookChanges, BookFields, BookPage, Page};
+pub use auction::{Bid, BidValue, DECIMAL_PATTERN, Item, Name, NewBid, Upsert, User, UserItems};
+pub use books::{Book, BookChanges, BookFields};
 pub use ids::{ID_PATTERN, NaturalId, is_valid_id};
 pub use memory::MemoryStore;
 pub use seed::SeedError;
@@ -42,6 +40,15 @@ pub enum StoreError {
     /// The item exists but has no bids, so no winner; the text names it.
     #[error("{0} has no bids")]
     NoBids(String),
+    /// The resource holds as many records as it may (`MAX_RECORDS_PER_RESOURCE`); nothing was
+    /// stored.
+    #[error("the store holds its maximum of {limit} {what}; delete some before adding more")]
+    Full {
+        /// The resource, plural (`books`).
+        what: &'static str,
+        /// The cap.
+        limit: usize,
+    },
     /// A record names another that does not exist (a bid for an unknown user or item).
     #[error("{what} does not exist")]
     MissingReference {
@@ -81,6 +88,19 @@ pub struct Violation {
     pub message: &'static str,
 }
 
+/// Where a chunk of an ordered list starts. Lists are read in chunks so that no request holds a
+/// whole large list in memory, and so that a lock is never held for long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cursor<K> {
+    /// Skip this many records from the start; O(log n), not O(offset).
+    Offset(usize),
+    /// Start right after the record with this key: the last one already sent.
+    After(K),
+}
+
+/// The default cap on records per resource (`MAX_RECORDS_PER_RESOURCE`).
+pub const DEFAULT_MAX_RECORDS: usize = 1_000_000;
+
 /// How many records each resource holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecordCounts {
@@ -99,8 +119,8 @@ pub struct RecordCounts {
 /// Book operations; each one is atomic.
 #[async_trait]
 pub trait BookStore: Send + Sync {
-    /// A page of books in id order, with the total count.
-    async fn list_books(&self, page: Page) -> Result<BookPage, StoreError>;
+    /// At most `n` books in id order, from `from`.
+    async fn list_books(&self, from: Cursor<u64>, n: usize) -> Result<Vec<Book>, StoreError>;
     /// One book.
     async fn get_book(&self, id: u64) -> Result<Book, StoreError>;
     /// Stores a new book under the next id never used before.
@@ -116,8 +136,8 @@ pub trait BookStore: Send + Sync {
 /// Read-only catalogue operations.
 #[async_trait]
 pub trait ThingStore: Send + Sync {
-    /// The whole catalogue in natural id order.
-    async fn list_things(&self) -> Result<Vec<Thing>, StoreError>;
+    /// At most `n` things in natural id order, from `from`.
+    async fn list_things(&self, from: Cursor<String>, n: usize) -> Result<Vec<Thing>, StoreError>;
     /// One thing.
     async fn get_thing(&self, id: &str) -> Result<Thing, StoreError>;
 }
@@ -125,8 +145,8 @@ pub trait ThingStore: Send + Sync {
 /// Bid-tracker operations; each one is atomic, so a bid and its item's winner change together.
 #[async_trait]
 pub trait AuctionStore: Send + Sync {
-    /// Every user in natural id order.
-    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// At most `n` users in natural id order, from `from`.
+    async fn list_users(&self, from: Cursor<String>, n: usize) -> Result<Vec<User>, StoreError>;
     /// One user.
     async fn get_user(&self, id: &str) -> Result<User, StoreError>;
     /// A new user under the next free id.
@@ -135,24 +155,36 @@ pub trait AuctionStore: Send + Sync {
     async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError>;
     /// Deletes a user and their bids; winners are recomputed.
     async fn delete_user(&self, id: &str) -> Result<(), StoreError>;
-    /// The items a user bid on, once each, in order of their first remaining bid.
-    async fn user_items(&self, id: &str) -> Result<UserItems, StoreError>;
-    /// Every item with its bid ids, in natural id order.
-    async fn list_items(&self) -> Result<Vec<Item>, StoreError>;
-    /// One item with as much of its bids as asked for.
-    async fn get_item(&self, id: &str, detail: ItemDetail) -> Result<Item, StoreError>;
+    /// The user and at most `n` of the items they bid on, once each, in order of their first
+    /// remaining bid, after the item whose first bid has placing number `after`.
+    async fn user_items(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        n: usize,
+    ) -> Result<UserItems, StoreError>;
+    /// At most `n` items with their winners, in natural id order, from `from`.
+    async fn list_items(&self, from: Cursor<String>, n: usize) -> Result<Vec<Item>, StoreError>;
+    /// One item with its winner.
+    async fn get_item(&self, id: &str) -> Result<Item, StoreError>;
     /// A new item under the next free id.
     async fn create_item(&self, name: Name) -> Result<Item, StoreError>;
     /// Creates or renames the item `id`; its bids stay.
     async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError>;
     /// Deletes an item and its bids.
     async fn delete_item(&self, id: &str) -> Result<(), StoreError>;
-    /// An item's bids in placing order.
-    async fn item_bids(&self, id: &str) -> Result<Vec<Bid>, StoreError>;
+    /// At most `n` of an item's bids in placing order, from `from` (a cursor of placing
+    /// numbers), each with its placing number.
+    async fn item_bids(
+        &self,
+        id: &str,
+        from: Cursor<u64>,
+        n: usize,
+    ) -> Result<Vec<(u64, Bid)>, StoreError>;
     /// An item's winning bid.
     async fn winning_bid(&self, id: &str) -> Result<Bid, StoreError>;
-    /// Every bid in natural id order.
-    async fn list_bids(&self) -> Result<Vec<Bid>, StoreError>;
+    /// At most `n` bids in natural id order, from `from`.
+    async fn list_bids(&self, from: Cursor<String>, n: usize) -> Result<Vec<Bid>, StoreError>;
     /// One bid.
     async fn get_bid(&self, id: &str) -> Result<Bid, StoreError>;
     /// Places a bid and updates its item's winner in one step.
@@ -178,9 +210,16 @@ impl Store {
         Self(Arc::new(backend))
     }
 
-    /// Seeds an in-memory store from the files in `data_dir`; fails whole, never half-loaded.
+    /// Seeds an in-memory store from the files in `data_dir` with the default cap on records;
+    /// fails whole, never half-loaded.
     pub fn load(data_dir: &Path) -> Result<Self, SeedError> {
-        MemoryStore::load(data_dir).map(Self::new)
+        Self::load_capped(data_dir, DEFAULT_MAX_RECORDS)
+    }
+
+    /// Seeds an in-memory store that holds at most `max_records` records per resource; a seed
+    /// with more is refused.
+    pub fn load_capped(data_dir: &Path, max_records: usize) -> Result<Self, SeedError> {
+        MemoryStore::load(data_dir, max_records).map(Self::new)
     }
 }
 

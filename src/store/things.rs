@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::StoreError;
 use super::ids::{NaturalId, is_valid_id};
+use super::ordered::{RankedMap, natural_cursor, read_chunk};
+use super::{Cursor, StoreError};
 
 /// One entry of the catalogue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -27,14 +28,14 @@ pub struct Thing {
 /// The catalogue in natural id order.
 #[derive(Debug, Default)]
 pub struct ThingTable {
-    rows: BTreeMap<NaturalId, Thing>,
+    rows: RankedMap<NaturalId, Thing>,
 }
 
 impl ThingTable {
     /// Builds the catalogue from the seed's `{id: thing}` object; `Err` names the first entry
     /// whose key is not a valid id or differs from its `id` field.
     pub fn from_seed(entries: BTreeMap<String, Thing>) -> Result<Self, String> {
-        let mut rows = BTreeMap::new();
+        let mut rows = RankedMap::new();
         for (key, thing) in entries {
             if !is_valid_id(&key) {
                 return Err(format!(
@@ -57,9 +58,11 @@ impl ThingTable {
         self.rows.len()
     }
 
-    /// Every thing, in natural id order.
-    pub fn list(&self) -> Vec<Thing> {
-        self.rows.values().cloned().collect()
+    /// At most `n` things in natural id order from `from`.
+    pub fn list(&self, from: &Cursor<String>, n: usize) -> Vec<Thing> {
+        read_chunk(&self.rows, &natural_cursor(from), n, |_, thing| {
+            thing.clone()
+        })
     }
 
     /// One thing.
@@ -90,8 +93,14 @@ mod tests {
             .map(|id| (id.to_owned(), thing(id)))
             .collect();
         let table = ThingTable::from_seed(seed).unwrap();
-        let ids: Vec<_> = table.list().into_iter().map(|t| t.id).collect();
+        let ids: Vec<_> = table
+            .list(&Cursor::Offset(0), 10)
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         assert_eq!(ids, ["1", "2", "10"]);
+        let after: Vec<_> = table.list(&Cursor::After("1".into()), 1);
+        assert_eq!(after[0].id, "2");
         assert_eq!(table.get("2").unwrap().name, "Thing 2");
         assert!(matches!(table.get("3"), Err(StoreError::NotFound(_))));
     }
