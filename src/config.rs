@@ -41,6 +41,9 @@ pub struct Config {
     pub cors: CorsOrigins,
     /// Per-client-IP rate limit (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`); `None` is off.
     pub rate_limit: Option<RateLimit>,
+    /// The most records each resource (books, users, items, bids) may hold
+    /// (`MAX_RECORDS_PER_RESOURCE`); past it a create is refused with 507.
+    pub max_records: usize,
 }
 
 /// How the server speaks HTTP.
@@ -168,6 +171,14 @@ impl Config {
             tls: tls_mode(&var)?,
             cors: var("CORS_ALLOWED_ORIGINS").parse_or(CorsOrigins::None, parse_origins)?,
             rate_limit: rate_limit(&var)?,
+            max_records: var("MAX_RECORDS_PER_RESOURCE").parse_or(
+                crate::store::DEFAULT_MAX_RECORDS,
+                |v| {
+                    parse_positive(v).and_then(|n| {
+                        usize::try_from(n).map_err(|_| "too large for this machine".to_owned())
+                    })
+                },
+            )?,
         })
     }
 

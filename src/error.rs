@@ -117,6 +117,10 @@ pub enum ApiError {
     /// 429: this client sent too many requests; it may retry after this many seconds.
     #[error("too many requests from this address; retry after {0} s")]
     TooManyRequests(u64),
+    /// 507: the resource holds as many records as `MAX_RECORDS_PER_RESOURCE` allows; the text
+    /// says which and how many.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 503: the server cannot answer this now (shutting down, a feature not configured).
     #[error("{0}")]
     Unavailable(String),
@@ -141,6 +145,7 @@ impl ApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -153,6 +158,7 @@ impl From<StoreError> for ApiError {
             StoreError::MissingReference { field, what } => {
                 Self::invalid_field(format!("/{field}"), format!("{what} does not exist"))
             }
+            StoreError::Full { .. } => Self::InsufficientStorage(err.to_string()),
             StoreError::Exhausted(_) => Self::Internal(err.into()),
         }
     }

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
@@ -10,8 +11,8 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath};
-use crate::routes::keyed::Keyed;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_entry};
 use crate::routes::schemas::{bid_value_schema, id_schema};
 use crate::routes::{created_headers, path_id};
 use crate::store::{self, BidValue, NewBid as NewStoreBid, is_valid_id};
@@ -104,26 +105,40 @@ pub struct NewBid {
 
 /// List bids
 ///
-/// Every bid, as an object keyed by bid id, in natural id order (`bid9` before `bid10`).
+/// Every bid, as an object keyed by bid id in natural id order (`bid9` before `bid10`), each in
+/// the original tracker's wrapper (`{"bid_id": …, "bid": {…}}`); optionally one page of them
+/// (`limit`, `offset`). The total number of bids is in the `X-Total-Count` header.
 #[utoipa::path(
     get,
     path = "/bids",
     tag = TAG,
+    params(PageParams),
     responses(
-        (status = 200, description = "Bids keyed by id", body = std::collections::BTreeMap<String, BidEntry>,
-            example = json!({"bid1": {"item": "item1", "value": 500.0, "user": "user1"},
-                             "bid2": {"item": "item1", "value": 1000.0, "user": "user2"}})),
+        (status = 200, description = "Bids keyed by id", body = std::collections::BTreeMap<String, Bid>,
+            headers(("X-Total-Count" = usize, description = "Number of bids in all")),
+            example = json!({"bid1": {"bid_id": "bid1", "bid": {"item": "item1", "value": 500.0, "user": "user1"}},
+                             "bid2": {"bid_id": "bid2", "bid": {"item": "item1", "value": 1000.0, "user": "user2"}}})),
+        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_bids(
     State(state): State<AppState>,
-) -> Result<axum::Json<Keyed<BidEntry>>, ApiError> {
-    let bids = state.store.list_bids().await?;
-    Ok(axum::Json(
-        bids.into_iter()
-            .map(|b| (b.id.clone(), Bid::from(b).bid))
-            .collect(),
-    ))
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
+    let page = params.page()?;
+    let total = state.store.counts().await.bids;
+    let store = state.store.clone();
+    let bids = ListSource::new(
+        page,
+        move |from, n| {
+            let store = store.clone();
+            Box::pin(async move { store.list_bids(from, n).await })
+        },
+        |bid: &store::Bid| bid.id.clone(),
+        |out, bid| write_entry(out, &bid.id, &Bid::from(bid.clone())),
+    )
+    .enclosed("{", "}");
+    json_response(bids, total_count(total)).await
 }
 
 /// Place a bid

@@ -1,7 +1,8 @@
 //! The books API: list, create, read, replace, update and delete books.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Deserializer};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
@@ -12,14 +13,12 @@ use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::created_headers;
+use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_json};
 use crate::routes::schemas::text_schema;
-use crate::store::{Book, BookChanges, BookFields, Page};
+use crate::store::{Book, BookChanges, BookFields};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "books";
-
-/// Largest `limit` a list request may ask for.
-const MAX_PAGE: usize = 1000;
 
 /// The books routes, with their OpenAPI operations.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,18 +34,6 @@ pub struct BookPath {
     /// Book id.
     #[param(minimum = 1)]
     id: u64,
-}
-
-/// Paging of the book list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// How many books to return at most (1–1000); all when absent.
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
-    /// How many books to skip first.
-    #[param(minimum = 0)]
-    offset: Option<i64>,
 }
 
 /// A book to create.
@@ -132,7 +119,7 @@ fn check_body_id(body_id: Option<u64>, path_id: u64) -> Result<(), ApiError> {
     get,
     path = "/books",
     tag = TAG,
-    params(ListParams),
+    params(PageParams),
     responses(
         (status = 200, description = "Books ordered by id", body = Vec<Book>,
             headers(("X-Total-Count" = usize, description = "Number of books in all"))),
@@ -141,38 +128,22 @@ fn check_body_id(body_id: Option<u64>, path_id: u64) -> Result<(), ApiError> {
 )]
 pub async fn list_books(
     State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<(HeaderMap, axum::Json<Vec<Book>>), ApiError> {
-    let offset = match params.offset {
-        None => 0,
-        // An offset beyond what this machine can index is beyond every book: an empty page.
-        Some(offset) => usize::try_from(offset).or_else(|_| {
-            if offset < 0 {
-                Err(ApiError::BadRequest(format!(
-                    "offset must not be negative, got {offset}"
-                )))
-            } else {
-                Ok(usize::MAX)
-            }
-        })?,
-    };
-    if let Some(limit) = params.limit
-        && !(1..=MAX_PAGE).contains(&limit)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be from 1 to {MAX_PAGE}, got {limit}"
-        )));
-    }
-    let page = state
-        .store
-        .list_books(Page {
-            limit: params.limit,
-            offset,
-        })
-        .await?;
-    let mut headers = HeaderMap::new();
-    headers.insert("x-total-count", HeaderValue::from(page.total));
-    Ok((headers, axum::Json(page.books)))
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
+    let page = params.page()?;
+    let total = state.store.counts().await.books;
+    let store = state.store.clone();
+    let books = ListSource::new(
+        page,
+        move |from, n| {
+            let store = store.clone();
+            Box::pin(async move { store.list_books(from, n).await })
+        },
+        |book: &Book| book.id,
+        write_json,
+    )
+    .enclosed("[", "]");
+    json_response(books, total_count(total)).await
 }
 
 /// Create a book

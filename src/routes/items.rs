@@ -1,8 +1,10 @@
 //! The bid tracker's items: list, create, read (with the winning bid), upsert, delete, and an
 //! item's bids and winner.
 
+use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
@@ -13,10 +15,12 @@ use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::bids::Bid;
-use crate::routes::keyed::Keyed;
+use crate::routes::listing::{
+    CHUNK, JsonSource, ListSource, Page, PageParams, json_response, total_count, write_json,
+};
 use crate::routes::schemas::{bid_list_schema, id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
-use crate::store::{self, ItemBids, ItemDetail, Name};
+use crate::store::{self, Cursor, Name, Store, StoreError};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "items";
@@ -89,30 +93,156 @@ pub enum BidList {
     Full(Vec<Bid>),
 }
 
-impl From<store::Item> for Item {
-    fn from(item: store::Item) -> Self {
-        let (item_id, entry) = entry(item);
+/// An item in the list, under its id, in the original tracker's wrapper.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"item": {"name": "Item Nº 1", "winning": "bid2", "bids": ["bid1", "bid2"]}}))]
+pub struct ItemListEntry {
+    item: ItemEntry,
+}
+
+impl Item {
+    /// An item without its bid list (`winningOnly`), or one known to have no bids.
+    fn head(item: store::Item, bids: Option<BidList>) -> Self {
         Self {
-            item_id,
-            item: entry,
+            item_id: item.id,
+            item: ItemEntry {
+                name: item.name,
+                winning: item.winning,
+                bids,
+            },
         }
     }
 }
 
-fn entry(item: store::Item) -> (String, ItemEntry) {
-    let bids = match item.bids {
-        ItemBids::Omitted => None,
-        ItemBids::Ids(ids) => Some(BidList::Ids(ids)),
-        ItemBids::Full(bids) => Some(BidList::Full(bids.into_iter().map(Bid::from).collect())),
+/// How an item's bids are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BidDetail {
+    /// Bid ids.
+    Ids,
+    /// Full bids (`complete=1`).
+    Full,
+}
+
+/// `"name":…,"winning":…,"bids":[`: the fields of an item entry up to its bid list.
+fn write_entry_head(out: &mut Vec<u8>, item: &store::Item) {
+    out.extend_from_slice(b"{\"name\":");
+    write_json(out, &item.name);
+    out.extend_from_slice(b",\"winning\":");
+    write_json(out, &item.winning);
+    out.extend_from_slice(b",\"bids\":[");
+}
+
+/// An item's bids from `page`, read in chunks, between `open` and `close`.
+fn bids_source(
+    store: &Store,
+    item: &str,
+    page: Page,
+    detail: BidDetail,
+) -> ListSource<(u64, store::Bid), u64> {
+    let (store, item) = (store.clone(), item.to_owned());
+    let write: fn(&mut Vec<u8>, &(u64, store::Bid)) = match detail {
+        BidDetail::Ids => |out, (_, bid)| write_json(out, &bid.id),
+        BidDetail::Full => |out, (_, bid)| write_json(out, &Bid::from(bid.clone())),
     };
-    (
-        item.id,
-        ItemEntry {
-            name: item.name,
-            winning: item.winning,
-            bids,
+    ListSource::new(
+        page,
+        move |from, n| {
+            let (store, item) = (store.clone(), item.clone());
+            Box::pin(async move {
+                match store.item_bids(&item, from, n).await {
+                    // Deleted while its bids were being sent: the list ends here.
+                    Err(StoreError::NotFound(_)) => Ok(Vec::new()),
+                    other => other,
+                }
+            })
         },
+        |(seq, _)| *seq,
+        write,
     )
+}
+
+const ALL: Page = Page {
+    offset: 0,
+    limit: usize::MAX,
+};
+
+/// One item with its bid list, streamed: `{"item_id":…,"item":{…,"bids":[…]}}`.
+fn item_source(store: &Store, item: &store::Item, detail: BidDetail) -> impl JsonSource {
+    let mut open = Vec::from(&b"{\"item_id\":"[..]);
+    write_json(&mut open, &item.id);
+    open.extend_from_slice(b",\"item\":");
+    write_entry_head(&mut open, item);
+    bids_source(store, &item.id, ALL, detail).enclosed(open, "]}}")
+}
+
+/// Flush a fill of the item list once it holds this much.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// The item list: items read in chunks, each with its bid ids, also read in chunks, so that
+/// neither many items nor an item with many bids is ever held whole.
+struct ItemsSource {
+    store: Store,
+    next: Cursor<String>,
+    remaining: usize,
+    pending: std::vec::IntoIter<store::Item>,
+    bids: Option<ListSource<(u64, store::Bid), u64>>,
+    started: bool,
+    written: usize,
+    exhausted: bool,
+}
+
+#[async_trait]
+impl JsonSource for ItemsSource {
+    async fn fill(&mut self, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        if !self.started {
+            out.push(b'{');
+            self.started = true;
+        }
+        loop {
+            if let Some(bids) = &mut self.bids {
+                if bids.fill(out).await? {
+                    return Ok(true);
+                }
+                self.bids = None;
+                if out.len() >= FLUSH_BYTES {
+                    return Ok(true);
+                }
+            } else if let Some(item) = self.pending.next() {
+                if self.written > 0 {
+                    out.push(b',');
+                }
+                self.written += 1;
+                let mut open = Vec::new();
+                write_json(&mut open, &item.id);
+                open.extend_from_slice(b":{\"item\":");
+                write_entry_head(&mut open, &item);
+                let bids = bids_source(&self.store, &item.id, ALL, BidDetail::Ids);
+                self.bids = Some(bids.enclosed(open, "]}}"));
+            } else if self.exhausted {
+                out.push(b'}');
+                return Ok(false);
+            } else {
+                let wanted = self.remaining.min(CHUNK);
+                let chunk = if wanted == 0 {
+                    Vec::new()
+                } else {
+                    let from = std::mem::replace(&mut self.next, Cursor::Offset(0));
+                    self.store.list_items(from, wanted).await?
+                };
+                self.remaining -= chunk.len();
+                match chunk.last() {
+                    Some(last) if chunk.len() == wanted => {
+                        self.next = Cursor::After(last.id.clone());
+                    }
+                    _ => self.exhausted = true,
+                }
+                self.pending = chunk.into_iter();
+                if !out.is_empty() && self.written > 0 {
+                    return Ok(true);
+                }
+            }
+        }
+    }
 }
 
 /// An item's editable fields.
@@ -168,23 +298,39 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
 
 /// List items
 ///
-/// Every item with its winning bid and bid ids, as an object keyed by item id, in natural id
-/// order.
+/// Every item with its winning bid and bid ids, as an object keyed by item id in natural id
+/// order, each in the original tracker's wrapper (`{"item": {…}}`); optionally one page of them
+/// (`limit`, `offset`). The total number of items is in the `X-Total-Count` header.
 #[utoipa::path(
     get,
     path = "/items",
     tag = TAG,
+    params(PageParams),
     responses(
-        (status = 200, description = "Items keyed by id", body = std::collections::BTreeMap<String, ItemEntry>,
-            example = json!({"item1": {"name": "Item Nº 1", "winning": "bid2", "bids": ["bid1", "bid2"]},
-                             "item2": {"name": "Item Nº 2", "winning": null, "bids": []}})),
+        (status = 200, description = "Items keyed by id", body = std::collections::BTreeMap<String, ItemListEntry>,
+            headers(("X-Total-Count" = usize, description = "Number of items in all")),
+            example = json!({"item1": {"item": {"name": "Item Nº 1", "winning": "bid2", "bids": ["bid1", "bid2"]}},
+                             "item2": {"item": {"name": "Item Nº 2", "winning": null, "bids": []}}})),
+        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_items(
     State(state): State<AppState>,
-) -> Result<axum::Json<Keyed<ItemEntry>>, ApiError> {
-    let items = state.store.list_items().await?;
-    Ok(axum::Json(items.into_iter().map(entry).collect()))
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
+    let page = params.page()?;
+    let total = state.store.counts().await.items;
+    let items = ItemsSource {
+        store: state.store.clone(),
+        next: Cursor::Offset(page.offset),
+        remaining: page.limit,
+        pending: Vec::new().into_iter(),
+        bids: None,
+        started: false,
+        written: 0,
+        exhausted: false,
+    };
+    json_response(items, total_count(total)).await
 }
 
 /// Create an item
@@ -208,7 +354,8 @@ pub async fn create_item(
     let name = Name::parse("item/name", body.item.name)?;
     let item = state.store.create_item(name).await?;
     let headers = created_headers(&state, "items", &item.id)?;
-    Ok((StatusCode::CREATED, headers, axum::Json(item.into())))
+    let item = Item::head(item, Some(BidList::Ids(Vec::new())));
+    Ok((StatusCode::CREATED, headers, axum::Json(item)))
 }
 
 /// Get an item
@@ -233,16 +380,20 @@ pub async fn get_item(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
     ApiQuery(query): ApiQuery<ItemQuery>,
-) -> Result<axum::Json<Item>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
     let winning_only = flag("winningOnly", query.winning_only.as_deref())?;
     let complete = flag("complete", query.complete.as_deref())?;
-    let detail = match (winning_only, complete) {
-        (true, _) => ItemDetail::WinningOnly,
-        (false, true) => ItemDetail::FullBids,
-        (false, false) => ItemDetail::BidIds,
+    let item = state.store.get_item(&id).await?;
+    if winning_only {
+        return Ok(axum::Json(Item::head(item, None)).into_response());
+    }
+    let detail = if complete {
+        BidDetail::Full
+    } else {
+        BidDetail::Ids
     };
-    Ok(axum::Json(state.store.get_item(&id, detail).await?.into()))
+    json_response(item_source(&state.store, &item, detail), HeaderMap::new()).await
 }
 
 /// Create or rename an item
@@ -265,7 +416,7 @@ pub async fn put_item(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
     ApiJson(body): ApiJson<ItemReplacement>,
-) -> Result<(StatusCode, HeaderMap, axum::Json<Item>), ApiError> {
+) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
     if body.item_id.as_ref().is_some_and(|body_id| *body_id != id) {
         return Err(ApiError::invalid_field(
@@ -275,8 +426,12 @@ pub async fn put_item(
     }
     let name = Name::parse("item/name", body.item.name)?;
     let (item, upsert) = state.store.put_item(&id, name).await?;
-    let id = item.id.clone();
-    upsert_response(&state, "items", &id, upsert, item.into())
+    // The same status and headers as every upsert, with the bid list streamed as the body.
+    let (status, headers, _) = upsert_response(&state, "items", &id, upsert, ())?;
+    let mut response =
+        json_response(item_source(&state.store, &item, BidDetail::Ids), headers).await?;
+    *response.status_mut() = status;
+    Ok(response)
 }
 
 /// Delete an item
@@ -303,24 +458,30 @@ pub async fn delete_item(
 
 /// An item's bids
 ///
-/// Full bids in the order they were placed.
+/// Full bids in the order they were placed, optionally one page of them (`limit`, `offset`).
+/// The item's total number of bids is in the `X-Total-Count` header.
 #[utoipa::path(
     get,
     path = "/items/{item_id}/bids",
     tag = TAG,
-    params(ItemPath),
+    params(ItemPath, PageParams),
     responses(
-        (status = 200, description = "The item's bids in placing order", body = Vec<Bid>),
+        (status = 200, description = "The item's bids in placing order", body = Vec<Bid>,
+            headers(("X-Total-Count" = usize, description = "Number of the item's bids in all"))),
+        (status = 400, description = "The id is of the wrong form, or `limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No item has this id", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_item_bids(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
-) -> Result<axum::Json<Vec<Bid>>, ApiError> {
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
-    let bids = state.store.item_bids(&id).await?;
-    Ok(axum::Json(bids.into_iter().map(Bid::from).collect()))
+    let page = params.page()?;
+    let item = state.store.get_item(&id).await?;
+    let bids = bids_source(&state.store, &id, page, BidDetail::Full).enclosed("[", "]");
+    json_response(bids, total_count(item.bid_count)).await
 }
 
 /// An item's winning bid

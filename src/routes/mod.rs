@@ -6,7 +6,7 @@ pub mod books;
 pub mod echo;
 pub mod index;
 pub mod items;
-pub mod keyed;
+pub mod listing;
 pub mod ops;
 pub mod schemas;
 pub mod things;

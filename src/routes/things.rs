@@ -1,13 +1,14 @@
 //! The things API: a read-only catalogue.
 
 use axum::extract::State;
+use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::ApiPath;
-use crate::routes::keyed::Keyed;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_entry};
 use crate::routes::path_id;
 use crate::store::Thing;
 
@@ -23,23 +24,38 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// List things
 ///
-/// The whole catalogue as an object keyed by id, in natural id order.
+/// The whole catalogue as an object keyed by id, in natural id order; optionally one page of it
+/// (`limit`, `offset`). The total number of things is in the `X-Total-Count` header.
 #[utoipa::path(
     get,
     path = "/things",
     tag = TAG,
+    params(PageParams),
     responses(
         (status = 200, description = "Every thing, keyed by id", body = std::collections::BTreeMap<String, Thing>,
+            headers(("X-Total-Count" = usize, description = "Number of things in all")),
             example = json!({"1": {"id": "1", "name": "Thing 1", "description": "The first thing."}})),
+        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_things(
     State(state): State<AppState>,
-) -> Result<axum::Json<Keyed<Thing>>, ApiError> {
-    let things = state.store.list_things().await?;
-    Ok(axum::Json(
-        things.into_iter().map(|t| (t.id.clone(), t)).collect(),
-    ))
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
+    let page = params.page()?;
+    let total = state.store.counts().await.things;
+    let store = state.store.clone();
+    let things = ListSource::new(
+        page,
+        move |from, n| {
+            let store = store.clone();
+            Box::pin(async move { store.list_things(from, n).await })
+        },
+        |thing: &Thing| thing.id.clone(),
+        |out, thing| write_entry(out, &thing.id, thing),
+    )
+    .enclosed("{", "}");
+    json_response(things, total_count(total)).await
 }
 
 /// Get a thing

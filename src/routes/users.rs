@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
@@ -10,11 +11,13 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiJson, ApiPath};
-use crate::routes::keyed::Keyed;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::listing::{
+    ListSource, Page, PageParams, json_response, total_count, write_entry, write_json,
+};
 use crate::routes::schemas::{id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
-use crate::store::{self, Name};
+use crate::store::{self, Cursor, Name, StoreError};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "users";
@@ -103,6 +106,8 @@ pub struct UserReplacement {
 }
 
 /// A user with the items they bid on.
+// Described here, written by `get_user_items` piece by piece, so never built whole.
+#[allow(dead_code)]
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"user_id": "user1", "name": "Albert", "items_bid": ["item1"]}))]
 pub struct UserItems {
@@ -116,26 +121,44 @@ pub struct UserItems {
 
 /// List users
 ///
-/// Every user, as an object keyed by user id, in natural id order (`user2` before `user10`).
+/// Every user, as an object keyed by user id, in natural id order (`user2` before `user10`),
+/// optionally one page of them (`limit`, `offset`). The total number of users is in the
+/// `X-Total-Count` header.
 #[utoipa::path(
     get,
     path = "/users",
     tag = TAG,
+    params(PageParams),
     responses(
         (status = 200, description = "Users keyed by id", body = std::collections::BTreeMap<String, UserEntry>,
+            headers(("X-Total-Count" = usize, description = "Number of users in all")),
             example = json!({"user1": {"name": "Albert"}, "user2": {"name": "Berry"}})),
+        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_users(
     State(state): State<AppState>,
-) -> Result<axum::Json<Keyed<UserEntry>>, ApiError> {
-    let users = state.store.list_users().await?;
-    Ok(axum::Json(
-        users
-            .into_iter()
-            .map(|u| (u.id, UserEntry { name: u.name }))
-            .collect(),
-    ))
+    ApiQuery(params): ApiQuery<PageParams>,
+) -> Result<Response, ApiError> {
+    let page = params.page()?;
+    let total = state.store.counts().await.users;
+    let store = state.store.clone();
+    let users = ListSource::new(
+        page,
+        move |from, n| {
+            let store = store.clone();
+            Box::pin(async move { store.list_users(from, n).await })
+        },
+        |user: &store::User| user.id.clone(),
+        |out, user| {
+            let entry = UserEntry {
+                name: user.name.clone(),
+            };
+            write_entry(out, &user.id, &entry);
+        },
+    )
+    .enclosed("{", "}");
+    json_response(users, total_count(total)).await
 }
 
 /// Create a user
@@ -254,12 +277,39 @@ pub async fn delete_user(
 pub async fn get_user_items(
     State(state): State<AppState>,
     ApiPath(UserPath { user_id: id }): ApiPath<UserPath>,
-) -> Result<axum::Json<UserItems>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = path_id("user", id)?;
-    let found = state.store.user_items(&id).await?;
-    Ok(axum::Json(UserItems {
-        user_id: found.user.id,
-        name: found.user.name,
-        items_bid: found.items,
-    }))
+    let user = state.store.get_user(&id).await?;
+    let mut open = Vec::from(&b"{\"user_id\":"[..]);
+    write_json(&mut open, &user.id);
+    open.extend_from_slice(b",\"name\":");
+    write_json(&mut open, &user.name);
+    open.extend_from_slice(b",\"items_bid\":[");
+    let store = state.store.clone();
+    let all = Page {
+        offset: 0,
+        limit: usize::MAX,
+    };
+    let items = ListSource::new(
+        all,
+        move |from, n| {
+            let (store, id) = (store.clone(), id.clone());
+            let after = match from {
+                Cursor::Offset(_) => None,
+                Cursor::After(seq) => Some(seq),
+            };
+            Box::pin(async move {
+                match store.user_items(&id, after, n).await {
+                    Ok(found) => Ok(found.items),
+                    // Deleted while its list was being sent: the list ends here.
+                    Err(StoreError::NotFound(_)) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
+            })
+        },
+        |(seq, _): &(u64, String)| *seq,
+        |out, (_, item)| write_json(out, item),
+    )
+    .enclosed(open, "]}");
+    json_response(items, HeaderMap::new()).await
 }

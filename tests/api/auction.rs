@@ -164,7 +164,7 @@ async fn deleting_a_user_deletes_their_bids_and_recomputes_winners() {
         .assert_problem(StatusCode::NOT_FOUND, "/api/v1/bids/bid2");
     assert_eq!(
         app.get(BIDS).await.body,
-        json!({"bid1": {"item": "item1", "value": 500.0, "user": "user1"}})
+        json!({"bid1": {"bid_id": "bid1", "bid": {"item": "item1", "value": 500.0, "user": "user1"}}})
     );
     app.delete("/api/v1/users/user2")
         .await
@@ -199,8 +199,8 @@ async fn items_are_listed_with_their_winner_and_bids() {
     assert_eq!(
         res.assert_json(StatusCode::OK),
         &json!({
-            "item1": {"name": "Item Nº 1", "winning": "bid2", "bids": ["bid1", "bid2"]},
-            "item2": {"name": "Item Nº 2", "winning": null, "bids": []}
+            "item1": {"item": {"name": "Item Nº 1", "winning": "bid2", "bids": ["bid1", "bid2"]}},
+            "item2": {"item": {"name": "Item Nº 2", "winning": null, "bids": []}}
         })
     );
 }

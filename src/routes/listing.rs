@@ -1,0 +1,300 @@
+//! Lists sent in bounded memory, with the paging every list shares.
+//!
+//! A list is read from the store in chunks of at most [`CHUNK`] records, each chunk written as
+//! JSON and sent before the next is read, so a request costs one chunk of memory however large
+//! the list: 64 clients reading a million books hold 64 chunks, not 64 copies of the store, and
+//! a client that stops reading stops the reading from the store (the body is pulled by the
+//! connection, never pushed). The first chunk is read before the answer starts, so a missing
+//! record is still a 404 and a list that fits in one chunk goes out whole with a
+//! `Content-Length`.
+//!
+//! A streamed list is not a snapshot: each chunk is consistent, but a record created or deleted
+//! while a long list is being sent may or may not be in it. Chunks continue after the last key
+//! sent (keyset paging), so no record is sent twice and none that stayed is skipped.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+use crate::store::{Cursor, StoreError};
+
+/// Records read from the store, and written out, per chunk.
+pub const CHUNK: usize = 256;
+
+/// Largest `limit` a list request may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// Paging of a list: every list takes it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// How many records to return at most (1–1000); all when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// How many records to skip first.
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+}
+
+/// A checked page: where a list starts and how many records it may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Records to skip.
+    pub offset: usize,
+    /// Records to send at most; `usize::MAX` when no limit was asked for.
+    pub limit: usize,
+}
+
+impl PageParams {
+    /// Checks the parameters: `limit` from 1 to [`MAX_PAGE`], `offset` not negative (an offset
+    /// past what this machine can index is past every record: an empty page).
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let offset = match self.offset {
+            None => 0,
+            Some(offset) if offset < 0 => {
+                return Err(ApiError::BadRequest(format!(
+                    "offset must not be negative, got {offset}"
+                )));
+            }
+            Some(offset) => usize::try_from(offset).unwrap_or(usize::MAX),
+        };
+        let limit = match self.limit {
+            None => usize::MAX,
+            Some(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
+            Some(limit) => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit must be from 1 to {MAX_PAGE}, got {limit}"
+                )));
+            }
+        };
+        Ok(Page { offset, limit })
+    }
+}
+
+/// The `X-Total-Count` header of a list.
+pub fn total_count(total: usize) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-total-count", HeaderValue::from(total));
+    headers
+}
+
+/// JSON text produced part by part.
+#[async_trait]
+pub trait JsonSource: Send + 'static {
+    /// Appends the next part of the document to `out`; `Ok(false)` once it is complete.
+    async fn fill(&mut self, out: &mut Vec<u8>) -> Result<bool, StoreError>;
+}
+
+/// A 200 with `headers` and the JSON `source` writes: the first part is read now, so that a
+/// store error is answered as a problem; the rest is streamed as the client reads.
+pub async fn json_response(
+    mut source: impl JsonSource,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut first = Vec::new();
+    let more = source.fill(&mut first).await?;
+    let body = if more {
+        let rest = futures_util::stream::unfold(Some(source), |source| async move {
+            let mut source = source?;
+            let mut out = Vec::new();
+            match source.fill(&mut out).await {
+                Ok(more) => Some((Ok(Bytes::from(out)), more.then_some(source))),
+                Err(e) => {
+                    // The status is sent already: all that is left is to cut the body short,
+                    // which the client sees as an incomplete response.
+                    tracing::error!(error = %e, "a streamed list failed midway");
+                    Some((Err(e), None))
+                }
+            }
+        });
+        Body::from_stream(futures_util::stream::iter([Ok(Bytes::from(first))]).chain(rest))
+    } else {
+        Body::from(first)
+    };
+    let content_type = HeaderValue::from_static("application/json");
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        headers,
+        body,
+    )
+        .into_response())
+}
+
+/// A boxed future of a chunk of records.
+pub type ChunkFuture<T> = Pin<Box<dyn Future<Output = Result<Vec<T>, StoreError>> + Send>>;
+
+/// Reads a list's chunks from the store and writes them between `open` and `close` text, each
+/// record as `write` says, separated by commas.
+pub struct ListSource<T, K> {
+    fetch: Box<dyn Fn(Cursor<K>, usize) -> ChunkFuture<T> + Send + Sync>,
+    key_of: fn(&T) -> K,
+    write: fn(&mut Vec<u8>, &T),
+    open: Option<Vec<u8>>,
+    close: &'static str,
+    next: Cursor<K>,
+    remaining: usize,
+    written: usize,
+}
+
+impl<T: Send + 'static, K: Send + 'static> ListSource<T, K> {
+    /// A list of at most `page.limit` records from `page.offset`, read by `fetch`.
+    pub fn new(
+        page: Page,
+        fetch: impl Fn(Cursor<K>, usize) -> ChunkFuture<T> + Send + Sync + 'static,
+        key_of: fn(&T) -> K,
+        write: fn(&mut Vec<u8>, &T),
+    ) -> Self {
+        Self {
+            fetch: Box::new(fetch),
+            key_of,
+            write,
+            open: None,
+            close: "",
+            next: Cursor::Offset(page.offset),
+            remaining: page.limit,
+            written: 0,
+        }
+    }
+
+    /// Text before the first record and after the last, such as `[` and `]`.
+    pub fn enclosed(mut self, open: impl Into<Vec<u8>>, close: &'static str) -> Self {
+        self.open = Some(open.into());
+        self.close = close;
+        self
+    }
+}
+
+#[async_trait]
+impl<T: Send + 'static, K: Send + 'static> JsonSource for ListSource<T, K> {
+    async fn fill(&mut self, out: &mut Vec<u8>) -> Result<bool, StoreError> {
+        if let Some(open) = self.open.take() {
+            out.extend_from_slice(&open);
+        }
+        let wanted = self.remaining.min(CHUNK);
+        let chunk = if wanted == 0 {
+            Vec::new()
+        } else {
+            let from = std::mem::replace(&mut self.next, Cursor::Offset(0));
+            (self.fetch)(from, wanted).await?
+        };
+        for record in &chunk {
+            if self.written > 0 {
+                out.push(b',');
+            }
+            (self.write)(out, record);
+            self.written += 1;
+        }
+        self.remaining -= chunk.len();
+        match chunk.last() {
+            Some(last) if chunk.len() == wanted => {
+                self.next = Cursor::After((self.key_of)(last));
+                Ok(true)
+            }
+            _ => {
+                out.extend_from_slice(self.close.as_bytes());
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Writes `value` as JSON; the types written here cannot fail to serialize.
+pub fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    serde_json::to_writer(out, value).expect("records serialize to JSON");
+}
+
+/// Writes `"key":value`, an entry of an object keyed by id.
+pub fn write_entry(out: &mut Vec<u8>, key: &str, value: &impl Serialize) {
+    write_json(out, &key);
+    out.push(b':');
+    write_json(out, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbers(total: u64, page: Page) -> ListSource<u64, u64> {
+        ListSource::new(
+            page,
+            move |from, n| {
+                let start = match from {
+                    Cursor::Offset(offset) => offset as u64,
+                    Cursor::After(last) => last + 1,
+                };
+                let chunk: Vec<u64> = (start..total).take(n).collect();
+                Box::pin(async move { Ok(chunk) })
+            },
+            |n| *n,
+            write_json,
+        )
+        .enclosed("[", "]")
+    }
+
+    async fn text(mut source: impl JsonSource) -> (String, usize) {
+        let mut out = Vec::new();
+        let mut fills = 1;
+        while source.fill(&mut out).await.unwrap() {
+            fills += 1;
+        }
+        (String::from_utf8(out).unwrap(), fills)
+    }
+
+    #[tokio::test]
+    async fn lists_are_written_whole_in_chunks() {
+        let all = Page {
+            offset: 0,
+            limit: usize::MAX,
+        };
+        let (json, fills) = text(numbers(600, all)).await;
+        let parsed: Vec<u64> = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, (0..600).collect::<Vec<_>>());
+        assert_eq!(fills, 3, "600 records in chunks of 256");
+        assert_eq!(text(numbers(0, all)).await.0, "[]");
+        // Exactly one chunk's worth needs one more (empty) read to know the list ended.
+        let (json, fills) = text(numbers(256, all)).await;
+        assert_eq!(serde_json::from_str::<Vec<u64>>(&json).unwrap().len(), 256);
+        assert_eq!(fills, 2);
+    }
+
+    #[tokio::test]
+    async fn pages_stop_at_their_limit() {
+        let page = Page {
+            offset: 10,
+            limit: 300,
+        };
+        let parsed: Vec<u64> = serde_json::from_str(&text(numbers(1000, page)).await.0).unwrap();
+        assert_eq!(parsed, (10..310).collect::<Vec<_>>());
+        let page = Page {
+            offset: 998,
+            limit: 5,
+        };
+        assert_eq!(text(numbers(1000, page)).await.0, "[998,999]");
+    }
+
+    #[test]
+    fn paging_parameters_follow_the_books_rules() {
+        let page = |limit, offset| PageParams { limit, offset }.page();
+        assert_eq!(
+            page(None, None).unwrap(),
+            Page {
+                offset: 0,
+                limit: usize::MAX
+            }
+        );
+        assert_eq!(page(Some(1000), Some(5)).unwrap().limit, 1000);
+        assert!(page(Some(0), None).is_err());
+        assert!(page(Some(1001), None).is_err());
+        assert!(page(None, Some(-1)).is_err());
+        assert_eq!(page(None, Some(i64::MAX)).unwrap().offset as i64, i64::MAX);
+    }
+}

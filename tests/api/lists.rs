@@ -1,0 +1,379 @@
+//! Every list: paging with `X-Total-Count`, the original wrappers, lists larger than a chunk,
+//! bounded memory on a large store, and the cap on stored records.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::cli::ServerProcess;
+use crate::helpers::{TestApp, data_dir_with, test_config};
+
+const LISTS: [&str; 6] = [
+    "/api/v1/books",
+    "/api/v1/users",
+    "/api/v1/items",
+    "/api/v1/bids",
+    "/api/v1/things",
+    "/api/v1/items/item1/bids",
+];
+
+/// The keys of a JSON object in the order they are written (`Value` sorts them).
+fn keys_in_order(text: &str) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Visitor)
+        }
+    }
+    serde_json::from_str::<Keys>(text).unwrap().0
+}
+
+/// The keys of a list sent as an object, or the ids of an array of books or bids, in order.
+fn listed(res: &crate::helpers::TestResponse) -> Vec<String> {
+    match &res.body {
+        Value::Object(_) => keys_in_order(&res.text),
+        other => ids(other),
+    }
+}
+
+/// The ids of an array of books or bids, in order.
+fn ids(body: &Value) -> Vec<String> {
+    match body {
+        Value::Array(list) => list
+            .iter()
+            .map(|v| match (&v["id"], &v["bid_id"]) {
+                (Value::Number(n), _) => n.to_string(),
+                (_, Value::String(s)) => s.clone(),
+                _ => panic!("no id in {v}"),
+            })
+            .collect(),
+        other => panic!("not a list: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_list_pages_and_counts_and_is_whole_without_parameters() {
+    let app = TestApp::new();
+    for list in LISTS {
+        let whole = app.get(list).await;
+        whole.assert_json(StatusCode::OK);
+        let all = listed(&whole);
+        let total: usize = whole.header("x-total-count").expect(list).parse().unwrap();
+        assert_eq!(total, all.len(), "{list}");
+        assert!(total >= 2, "{list} needs two records to page");
+
+        let page = app.get(&format!("{list}?limit=1&offset=1")).await;
+        page.assert_json(StatusCode::OK);
+        assert_eq!(listed(&page), all[1..2], "{list}");
+        assert_eq!(
+            page.header("x-total-count"),
+            Some(total.to_string().as_str())
+        );
+        // The same record as in the whole list, in the same shape.
+        let (key, record) = match &page.body {
+            Value::Object(map) => {
+                let (k, v) = map.iter().next().unwrap();
+                (k.clone(), v.clone())
+            }
+            Value::Array(list) => (String::new(), list[0].clone()),
+            _ => unreachable!(),
+        };
+        let expected = match &whole.body {
+            Value::Object(map) => map[&key].clone(),
+            Value::Array(list) => list[1].clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(record, expected, "{list}");
+
+        let past = app.get(&format!("{list}?offset=100000000000")).await;
+        past.assert_json(StatusCode::OK);
+        assert_eq!(listed(&past).len(), 0);
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "offset=-1",
+            "limit=x",
+            "offset=1.5",
+        ] {
+            let uri = format!("{list}?{bad}");
+            app.get(&uri)
+                .await
+                .assert_problem(StatusCode::BAD_REQUEST, list);
+        }
+    }
+}
+
+#[tokio::test]
+async fn lists_keep_the_original_trackers_wrappers() {
+    let app = TestApp::new();
+    let items = app.get("/api/v1/items").await.body;
+    // What the original client does: items[id]["item"]["winning"], bids[id]["bid"]["value"].
+    assert_eq!(items["item1"]["item"]["winning"], "bid2");
+    assert_eq!(items["item1"]["item"]["bids"], json!(["bid1", "bid2"]));
+    let bids = app.get("/api/v1/bids").await.body;
+    assert_eq!(bids["bid2"]["bid_id"], "bid2");
+    assert_eq!(bids["bid2"]["bid"]["value"], 1000.0);
+    assert_eq!(
+        app.get("/api/v1/users").await.body["user1"],
+        json!({"name": "Albert"})
+    );
+}
+
+/// A store with `books` books, `users` users and one item with `bids` bids on it.
+fn big_seed(books: usize, user_count: usize, bids: usize) -> tempfile::TempDir {
+    let books: Vec<Value> = (1..=books)
+        .map(|id| json!({"id": id, "title": format!("Book {id}")}))
+        .collect();
+    let users: serde_json::Map<String, Value> = (1..=user_count)
+        .map(|n| (format!("user{n}"), json!({"name": format!("User {n}")})))
+        .collect();
+    let mut items = serde_json::Map::new();
+    for n in 1..=user_count {
+        items.insert(format!("item{n}"), json!({"name": format!("Item {n}")}));
+    }
+    let mut all_bids = serde_json::Map::new();
+    for n in 1..=bids {
+        let user = format!("user{}", n % user_count + 1);
+        all_bids.insert(
+            format!("bid{n}"),
+            json!({"item": "item1", "value": n, "user": user}),
+        );
+    }
+    // user1 bids once on every item, so their item list is long too.
+    for n in 1..=user_count {
+        all_bids.insert(
+            format!("x{n}"),
+            json!({"item": format!("item{n}"), "value": 1, "user": "user1"}),
+        );
+    }
+    let auction = json!({"users": users, "items": items, "bids": all_bids});
+    data_dir_with(&[
+        ("books.json", &Value::from(books).to_string()),
+        ("auction.json", &auction.to_string()),
+    ])
+}
+
+#[tokio::test]
+async fn lists_larger_than_a_chunk_come_whole_and_in_order() {
+    let dir = big_seed(1300, 600, 700);
+    let mut config = test_config();
+    config.data_dir = dir.path().to_owned();
+    let app = TestApp::with_config(config);
+
+    let books = app.get("/api/v1/books").await;
+    let expected: Vec<String> = (1..=1300).map(|n| n.to_string()).collect();
+    assert_eq!(ids(books.assert_json(StatusCode::OK)), expected);
+    let page = app.get("/api/v1/books?offset=1000&limit=1000").await;
+    assert_eq!(ids(&page.body), expected[1000..]);
+
+    let users = listed(&app.get("/api/v1/users").await);
+    let expected_users: Vec<String> = (1..=600).map(|n| format!("user{n}")).collect();
+    assert_eq!(users, expected_users);
+
+    // item1's bids: 700 numbered ones, then user1's x1 (seed bids go in natural id order).
+    let bid_ids: Vec<String> = (1..=700)
+        .map(|n| format!("bid{n}"))
+        .chain(["x1".to_owned()])
+        .collect();
+    let item = app.get("/api/v1/items/item1").await;
+    let item_bids: Vec<String> = serde_json::from_value(item.body["item"]["bids"].clone()).unwrap();
+    assert_eq!(item_bids, bid_ids);
+    assert_eq!(item.body["item"]["winning"], "bid700");
+    let complete = app.get("/api/v1/items/item1?complete=1").await;
+    assert_eq!(ids(&complete.body["item"]["bids"]), bid_ids);
+    let paged = app
+        .get("/api/v1/items/item1/bids?offset=690&limit=20")
+        .await;
+    assert_eq!(ids(&paged.body), bid_ids[690..]);
+    assert_eq!(paged.header("x-total-count"), Some("701"));
+
+    let items = app.get("/api/v1/items").await;
+    assert_eq!(listed(&items).len(), 600);
+    let items = items.body;
+    let item1_bids: Vec<String> =
+        serde_json::from_value(items["item1"]["item"]["bids"].clone()).unwrap();
+    assert_eq!(item1_bids, bid_ids);
+    assert_eq!(items["item600"]["item"]["bids"], json!(["x600"]));
+
+    let user_items = app.get("/api/v1/users/user1/items").await.body;
+    let expected_items: Vec<String> = std::iter::once("item1".to_owned())
+        .chain((2..=600).map(|n| format!("item{n}")))
+        .collect();
+    assert_eq!(
+        serde_json::from_value::<Vec<String>>(user_items["items_bid"].clone()).unwrap(),
+        expected_items
+    );
+    assert_eq!(user_items["name"], "User 1");
+    let bids = app.get("/api/v1/bids?offset=1290&limit=100").await;
+    assert_eq!(bids.header("x-total-count"), Some("1300"));
+    assert_eq!(listed(&bids).len(), 10);
+}
+
+#[tokio::test]
+async fn a_full_resource_refuses_creates_with_507_and_changes_nothing() {
+    // The bundled auction (3 users, 2 items, 2 bids) and 3 books.
+    let auction =
+        std::fs::read_to_string(format!("{}/auction.json", crate::helpers::DATA_DIR)).unwrap();
+    let books = json!([{"id": 1, "title": "a"}, {"id": 2, "title": "b"}, {"id": 3, "title": "c"}]);
+    let dir = data_dir_with(&[
+        ("auction.json", &auction),
+        ("books.json", &books.to_string()),
+    ]);
+    let mut config = test_config();
+    config.data_dir = dir.path().to_owned();
+    config.max_records = 3;
+    let app = TestApp::with_config(config);
+    let refused = [
+        ("/api/v1/users", json!({"name": "Dora"})),
+        ("/api/v1/books", json!({"title": "One more"})),
+    ];
+    for (uri, body) in refused {
+        let before = app.get(uri).await.text;
+        let res = app.post_json(uri, body).await;
+        let problem = res.assert_problem(StatusCode::INSUFFICIENT_STORAGE, uri);
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("maximum of 3"), "{detail}");
+        assert_eq!(app.get(uri).await.text, before, "{uri} unchanged");
+    }
+    let put = app
+        .put_json("/api/v1/users/user9", json!({"name": "Nine"}))
+        .await;
+    put.assert_problem(StatusCode::INSUFFICIENT_STORAGE, "/api/v1/users/user9");
+    // Renaming is not adding.
+    let rename = app
+        .put_json("/api/v1/users/user1", json!({"name": "Al"}))
+        .await;
+    rename.assert_json(StatusCode::OK);
+
+    let item = app
+        .post_json("/api/v1/items", json!({"item": {"name": "Three"}}))
+        .await;
+    item.assert_json(StatusCode::CREATED);
+    let full = app
+        .post_json("/api/v1/items", json!({"item": {"name": "Four"}}))
+        .await;
+    full.assert_problem(StatusCode::INSUFFICIENT_STORAGE, "/api/v1/items");
+    let bid = json!({"bid": {"item": "item2", "value": 5, "user": "user3"}});
+    app.post_json("/api/v1/bids", bid.clone())
+        .await
+        .assert_json(StatusCode::CREATED);
+    let before = app.get("/api/v1/items/item2").await.text;
+    let full = app.post_json("/api/v1/bids", bid).await;
+    full.assert_problem(StatusCode::INSUFFICIENT_STORAGE, "/api/v1/bids");
+    assert_eq!(app.get("/api/v1/items/item2").await.text, before);
+}
+
+#[test]
+fn a_seed_over_the_cap_stops_start_up_naming_the_file() {
+    let out = std::process::Command::new(crate::helpers::binary())
+        .arg("check-data")
+        .env("DATA_DIR", crate::helpers::DATA_DIR)
+        .env("MAX_RECORDS_PER_RESOURCE", "5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("books.json") && stderr.contains("12 books"),
+        "{stderr}"
+    );
+}
+
+/// The resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_read_slowly_or_never_cost_bounded_memory_on_a_large_store() {
+    // 200k books is ~7 MB of JSON per full list: 40 whole copies would be near 300 MB.
+    crate::helpers::init_logs();
+    let dir = big_seed(200_000, 2, 2);
+    let server = ServerProcess::start(&[("DATA_DIR", dir.path().to_str().unwrap())]);
+    let pid = server.child.id();
+    // Warm up: one full read, so that allocator pools are in place before the baseline.
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/books", server.address);
+    let whole = client
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(whole.len() > 6_000_000, "{} bytes", whole.len());
+    let baseline = rss_mib(pid);
+
+    // 40 clients that ask for every book and never read a byte of the answer.
+    let mut silent = Vec::new();
+    for _ in 0..40 {
+        let mut socket = TcpStream::connect(&server.address).await.unwrap();
+        socket
+            .write_all(b"GET /api/v1/books HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        silent.push(socket);
+    }
+    // 16 clients that read everything, at once.
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let body = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                body.len()
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    let mut done = false;
+    while !done {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_mib(pid));
+        done = readers.iter().all(|r| r.is_finished());
+    }
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), whole.len());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    peak = peak.max(rss_mib(pid));
+    assert!(
+        peak < baseline + 64,
+        "56 clients on 200k books grew RSS from {baseline} MiB to {peak} MiB"
+    );
+    eprintln!("RSS {baseline} MiB before, {peak} MiB at most with 56 clients");
+    drop(silent);
+}
