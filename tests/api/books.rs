@@ -52,6 +52,8 @@ async fn paging_values_out_of_range_are_bad_requests() {
         "limit=abc",
         "offset=-1",
         "offset=x",
+        "limit=%ff",
+        "limit=10&x=%ff",
     ] {
         app.get(&format!("{BOOKS}?{query}"))
             .await
