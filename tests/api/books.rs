@@ -134,6 +134,52 @@ async fn ids_of_the_wrong_form_are_bad_requests() {
 }
 
 #[tokio::test]
+async fn a_book_id_not_written_canonically_is_400_and_changes_nothing() {
+    let app = TestApp::new();
+    for id in [
+        "01", "001", "+1", "%201", "1%20", "1.0", "0", "00", "0x1", "1e0", "%2B1",
+    ] {
+        let uri = format!("{BOOKS}/{id}");
+        let requests = [
+            (Method::GET, None),
+            (Method::DELETE, None),
+            (Method::PUT, Some(json!({"title": "t"}))),
+            (Method::PATCH, Some(json!({"title": "t"}))),
+        ];
+        for (method, body) in requests {
+            let res = match body {
+                Some(body) => {
+                    app.send_body(method, &uri, Some("application/json"), body.to_string())
+                        .await
+                }
+                None => app.send_body(method, &uri, None, "").await,
+            };
+            let problem = res.assert_problem(StatusCode::BAD_REQUEST, &uri);
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("a book id is a number from 1 without leading zeros or sign"),
+                "{id}: {problem}"
+            );
+        }
+    }
+    let book = app.get(&format!("{BOOKS}/1")).await;
+    assert_eq!(book.assert_json(StatusCode::OK)["title"], "Java book");
+    assert_eq!(app.get(BOOKS).await.header("x-total-count"), Some("12"));
+    // The largest id is an id like any other; one more is not a number a book can have.
+    app.get(&format!("{BOOKS}/18446744073709551615"))
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "/api/v1/books/18446744073709551615");
+    app.get(&format!("{BOOKS}/18446744073709551616"))
+        .await
+        .assert_problem(
+            StatusCode::BAD_REQUEST,
+            "/api/v1/books/18446744073709551616",
+        );
+}
+
+#[tokio::test]
 async fn put_replaces_both_fields_and_an_omitted_author_is_removed() {
     let app = TestApp::new();
     let res = app
