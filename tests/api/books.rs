@@ -322,6 +322,96 @@ async fn invalid_fields_are_422_with_a_pointer_for_each_and_change_nothing() {
     assert_eq!(app.get(BOOKS).await.header("x-total-count"), Some("12"));
 }
 
+const NOT_BLANK: &str = "must not be blank";
+const NO_CONTROLS: &str = "must not contain control characters other than tab and newline";
+
+/// Titles made only of invisible characters (whitespace or Unicode Default_Ignorable_Code_Point).
+const INVISIBLE: &[&str] = &[
+    "\u{200b}\u{a0}\u{feff}",
+    "\u{ad}",
+    "\u{34f}\u{61c}\u{115f}\u{1160}\u{17b4}\u{180e}",
+    "\u{200c}\u{200d}\u{200e}\u{200f}\u{202a}\u{202e}",
+    "\u{2060}\u{2065}\u{206f}\u{3164}\u{ffa0}\u{fff0}",
+    "\u{fe00}\u{fe0f} \t\n",
+    "\u{1bca0}\u{1d173}\u{1d17a}",
+    "\u{e0001}\u{e0020}\u{e007f}\u{e0100}\u{e0fff}",
+];
+
+/// Titles with a control character other than tab and newline.
+const WITH_CONTROLS: &[&str] = &[
+    "a\u{0}b",
+    "\u{0}",
+    "line\r\n",
+    "\u{1b}[31mred",
+    "bell\u{7}",
+    "del\u{7f}",
+    "c1\u{80}",
+    "next line\u{85}",
+    "\u{9f}",
+    "\u{b}vertical tab",
+];
+
+/// Titles that look odd but have a visible character and no forbidden control.
+const ACCEPTED: &[&str] = &[
+    "a\tb\nc",
+    "\u{200b}a\u{200b}",
+    "\u{feff}BOM",
+    "\u{e0041}x",
+    "e\u{301}",
+    "\u{115f}\u{1161}",
+    "\u{2061}\u{fff9}",
+];
+
+#[tokio::test]
+async fn invisible_titles_are_blank_and_control_characters_are_refused() {
+    let app = TestApp::new();
+    let one = format!("{BOOKS}/1");
+    let cases = INVISIBLE
+        .iter()
+        .map(|t| (*t, NOT_BLANK))
+        .chain(WITH_CONTROLS.iter().map(|t| (*t, NO_CONTROLS)));
+    for (text, detail) in cases {
+        let attempts = [
+            (Method::POST, BOOKS, json!({"title": text}), "/title"),
+            (
+                Method::POST,
+                BOOKS,
+                json!({"title": "t", "author": text}),
+                "/author",
+            ),
+            (Method::PUT, one.as_str(), json!({"title": text}), "/title"),
+            (
+                Method::PATCH,
+                one.as_str(),
+                json!({"author": text}),
+                "/author",
+            ),
+        ];
+        for (method, uri, body, pointer) in attempts {
+            let res = app
+                .send_body(method, uri, Some("application/json"), body.to_string())
+                .await;
+            res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, uri);
+            assert_eq!(res.error_pointers(), [pointer], "{text:?}");
+            assert_eq!(res.body["errors"][0]["detail"], detail, "{text:?}");
+        }
+    }
+    assert_eq!(app.get(BOOKS).await.header("x-total-count"), Some("12"));
+    let book = app.get(&one).await;
+    assert_eq!(
+        book.body,
+        json!({"id": 1, "title": "Java book", "author": "Jane Doe"})
+    );
+    for text in ACCEPTED {
+        let res = app
+            .post_json(BOOKS, json!({"title": text, "author": text}))
+            .await;
+        let created = res.assert_json(StatusCode::CREATED);
+        assert_eq!(created["title"], *text);
+        assert_eq!(created["author"], *text);
+    }
+}
+
 #[tokio::test]
 async fn lengths_are_counted_in_characters() {
     let app = TestApp::new();

@@ -107,6 +107,46 @@ fn a_rule_breaking_seed_names_the_file_and_the_record() {
 }
 
 #[test]
+fn a_seed_text_that_is_invisible_or_has_control_characters_names_the_record() {
+    let message = check_data_refuses(&[(
+        "books.json",
+        r#"[{"id": 1, "title": "a"}, {"id": 2, "title": "\u200b\u00a0\ufeff"}]"#,
+    )]);
+    assert!(message.contains("books.json"), "{message}");
+    assert!(
+        message.contains("book 2: title must not be blank"),
+        "{message}"
+    );
+    let message = check_data_refuses(&[(
+        "books.json",
+        r#"[{"id": 3, "title": "a", "author": "b\u0000"}]"#,
+    )]);
+    assert!(
+        message.contains(
+            "book 3: author must not contain control characters other than tab and newline"
+        ),
+        "{message}"
+    );
+    let message = check_data_refuses(&[(
+        "auction.json",
+        r#"{"users": {"user1": {"name": "A\u001b[0m"}}}"#,
+    )]);
+    assert!(message.contains("auction.json"), "{message}");
+    assert!(
+        message.contains("user user1: name must not contain control characters"),
+        "{message}"
+    );
+    let message = check_data_refuses(&[(
+        "auction.json",
+        r#"{"items": {"item1": {"name": "\u2060\u3164"}}}"#,
+    )]);
+    assert!(
+        message.contains("item item1: name must not be blank"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_seed_record_written_as_an_array_is_refused() {
     let message = check_data_refuses(&[("books.json", r#"[{"id": 1, "title": "a"}, [2, "b"]]"#)]);
     assert!(message.contains("books.json"), "{message}");
