@@ -203,7 +203,7 @@ fn percent_decodes_to_utf8(text: &str) -> bool {
     std::str::from_utf8(&decoded).is_ok()
 }
 
-/// The value of an ASCII hex digit.
+/// The value of an ASCII hex digit; only called on one.
 fn hex_value(digit: u8) -> u8 {
     match digit {
         b'0'..=b'9' => digit - b'0',

@@ -13,7 +13,11 @@ use crate::store::{DECIMAL_PATTERN, ID_PATTERN, MAX_TEXT_CHARS, TEXT_PATTERN};
 pub fn text_schema(nullable: bool, description: &str) -> Object {
     ObjectBuilder::new()
         .schema_type(string_type(nullable))
-        .description(Some(description))
+        .description(Some(format!(
+            "{description} Whitespace and invisible characters (Unicode \
+             Default_Ignorable_Code_Point) alone count as blank; no control characters but tab \
+             and newline."
+        )))
         .min_length(Some(1))
         .max_length(Some(MAX_TEXT_CHARS))
         .pattern(Some(TEXT_PATTERN.as_str()))
