@@ -64,7 +64,7 @@ const DEFAULT_IGNORABLE: &[(char, char)] = &[
 /// Characters up to U+FFFF are written `\uXXXX`, which ECMA-262, Python and Rust regexes all
 /// read; the default-ignorables above U+FFFF appear as themselves, since ECMA-262 has no escape
 /// for them outside its `u` mode. Validators that match code points (Python, Rust, ECMA-262 with
-/// `u`, as JSON Schema asks) read the pattern exactly as [`check_text`] judges.
+/// `u`, as JSON Schema asks) read the pattern exactly as the store judges texts.
 pub static TEXT_PATTERN: LazyLock<String> = LazyLock::new(|| {
     let controls = class(FORBIDDEN_CONTROLS);
     let invisible = class(&[WHITE_SPACE, DEFAULT_IGNORABLE].concat());
