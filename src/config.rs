@@ -2,9 +2,14 @@
 //!
 //! Every variable is read once, defaulted, validated and turned into a typed field. A bad value is
 //! reported as one line that names the variable and the value, so start-up can stop with it.
+//! Every numeric variable has a range (the `*_RANGE` constants) and is read by one rule,
+//! `Var::number_or`, so a value outside it is refused the same way for each.
 
+use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -26,12 +31,13 @@ pub struct Config {
     pub log_filter: String,
     /// How log lines are written (`LOG_FORMAT`).
     pub log_format: LogFormat,
-    /// Largest accepted request body in bytes (`MAX_BODY_BYTES`).
+    /// Largest accepted request body in bytes (`MAX_BODY_BYTES`, in [`MAX_BODY_BYTES_RANGE`]).
     pub max_body_bytes: usize,
-    /// Longest a request may take before it is answered 408 (`REQUEST_TIMEOUT_SECS`).
+    /// Longest a request may take before it is answered 408 (`REQUEST_TIMEOUT_SECS`, in
+    /// [`TIMEOUT_SECS_RANGE`]).
     pub request_timeout: Duration,
     /// Longest a client may take to send a request's headers before its connection is closed
-    /// (`HEADER_READ_TIMEOUT_SECS`): the defence against slowloris.
+    /// (`HEADER_READ_TIMEOUT_SECS`, in [`TIMEOUT_SECS_RANGE`]): the defence against slowloris.
     pub header_read_timeout: Duration,
     /// The echo API's shared key (`SECRET_KEY`); `None` makes the echo API answer 503.
     pub secret_key: Option<SecretString>,
@@ -39,7 +45,8 @@ pub struct Config {
     pub tls: TlsMode,
     /// Origins allowed by CORS (`CORS_ALLOWED_ORIGINS`).
     pub cors: CorsOrigins,
-    /// Per-client-IP rate limit (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`); `None` is off.
+    /// Per-client-IP rate limit (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, each in
+    /// [`RATE_RANGE`]); `None` is off.
     pub rate_limit: Option<RateLimit>,
     /// The most records each resource (books, users, items, bids) may hold
     /// (`MAX_RECORDS_PER_RESOURCE`); past it a create is refused with 507.
@@ -109,6 +116,22 @@ const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 const DEFAULT_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 
+// The ranges of the numeric settings (README configuration table). Each is small enough that
+// nothing downstream can overflow: timeouts plus the shutdown grace stay far from `Duration`'s and
+// tokio's limits, and a rate of 1 000 000/s is still a whole number of nanoseconds per token.
+
+/// Values `PORT` may take; 0 picks a free port.
+pub const PORT_RANGE: RangeInclusive<u16> = 0..=u16::MAX;
+/// Values `MAX_BODY_BYTES` may take: 1 byte to 1 GiB.
+pub const MAX_BODY_BYTES_RANGE: RangeInclusive<usize> = 1..=1 << 30;
+/// Values `REQUEST_TIMEOUT_SECS` and `HEADER_READ_TIMEOUT_SECS` may take: 1 s to an hour.
+pub const TIMEOUT_SECS_RANGE: RangeInclusive<u64> = 1..=3_600;
+/// Values `MAX_RECORDS_PER_RESOURCE` may take: 1 to 100 million records per resource.
+pub const MAX_RECORDS_RANGE: RangeInclusive<usize> = 1..=100_000_000;
+/// Values `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` may take; 0 is off (rate) or one
+/// second's worth (burst).
+pub const RATE_RANGE: RangeInclusive<u32> = 0..=1_000_000;
+
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -125,10 +148,7 @@ impl Config {
             value: lookup(name),
         };
         let host = var("HOST").parse_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), parse_host)?;
-        let port = var("PORT").parse_or(DEFAULT_PORT, |v| {
-            v.parse::<u16>()
-                .map_err(|_| "expected a port number from 0 to 65535".to_owned())
-        })?;
+        let port = var("PORT").number_or(DEFAULT_PORT, PORT_RANGE)?;
         Ok(Self {
             bind: SocketAddr::new(host, port),
             api_prefix: var("API_PREFIX").parse_or(DEFAULT_PREFIX.to_owned(), normalize_prefix)?,
@@ -151,19 +171,15 @@ impl Config {
                     _ => Err("expected `text` or `json`".to_owned()),
                 }
             })?,
-            max_body_bytes: var("MAX_BODY_BYTES").parse_or(DEFAULT_MAX_BODY_BYTES, |v| {
-                parse_positive(v).and_then(|n| {
-                    usize::try_from(n).map_err(|_| "too large for this machine".to_owned())
-                })
-            })?,
-            request_timeout: var("REQUEST_TIMEOUT_SECS")
-                .parse_or(Duration::from_secs(DEFAULT_TIMEOUT_SECS), |v| {
-                    parse_positive(v).map(Duration::from_secs)
-                })?,
-            header_read_timeout: var("HEADER_READ_TIMEOUT_SECS")
-                .parse_or(Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS), |v| {
-                    parse_positive(v).map(Duration::from_secs)
-                })?,
+            max_body_bytes: var("MAX_BODY_BYTES")
+                .number_or(DEFAULT_MAX_BODY_BYTES, MAX_BODY_BYTES_RANGE)?,
+            request_timeout: Duration::from_secs(
+                var("REQUEST_TIMEOUT_SECS").number_or(DEFAULT_TIMEOUT_SECS, TIMEOUT_SECS_RANGE)?,
+            ),
+            header_read_timeout: Duration::from_secs(
+                var("HEADER_READ_TIMEOUT_SECS")
+                    .number_or(DEFAULT_HEADER_TIMEOUT_SECS, TIMEOUT_SECS_RANGE)?,
+            ),
             // Never echoed in an error: the value is a secret.
             secret_key: lookup("SECRET_KEY")
                 .filter(|v| !v.is_empty())
@@ -171,14 +187,8 @@ impl Config {
             tls: tls_mode(&var)?,
             cors: var("CORS_ALLOWED_ORIGINS").parse_or(CorsOrigins::None, parse_origins)?,
             rate_limit: rate_limit(&var)?,
-            max_records: var("MAX_RECORDS_PER_RESOURCE").parse_or(
-                crate::store::DEFAULT_MAX_RECORDS,
-                |v| {
-                    parse_positive(v).and_then(|n| {
-                        usize::try_from(n).map_err(|_| "too large for this machine".to_owned())
-                    })
-                },
-            )?,
+            max_records: var("MAX_RECORDS_PER_RESOURCE")
+                .number_or(crate::store::DEFAULT_MAX_RECORDS, MAX_RECORDS_RANGE)?,
         })
     }
 
@@ -267,14 +277,8 @@ fn parse_origins(value: &str) -> Result<CorsOrigins, String> {
 }
 
 fn rate_limit(var: &impl Fn(&'static str) -> Var) -> Result<Option<RateLimit>, ConfigError> {
-    let count = |name| {
-        var(name).parse_or(0, |v| {
-            v.parse::<u32>()
-                .map_err(|_| "expected a whole number, 0 for off".to_owned())
-        })
-    };
-    let per_second = count("RATE_LIMIT_PER_SECOND")?;
-    let burst = count("RATE_LIMIT_BURST")?;
+    let per_second = var("RATE_LIMIT_PER_SECOND").number_or(0, RATE_RANGE)?;
+    let burst = var("RATE_LIMIT_BURST").number_or(0, RATE_RANGE)?;
     Ok((per_second > 0).then_some(RateLimit {
         per_second,
         // A burst of 0 could never let a request through; default it to one second's worth.
@@ -315,6 +319,34 @@ impl Var {
             }),
         }
     }
+
+    /// Parses a whole number in `range`, or gives `default` when unset or empty.
+    fn number_or<T>(self, default: T, range: RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Display,
+    {
+        self.parse_or(default, |v| parse_in_range(v, &range))
+    }
+}
+
+/// Parses `value` as a whole number in `range`: plain decimal digits only, so a sign, a fraction,
+/// an exponent or a number too large for `T` get the same message naming the range.
+fn parse_in_range<T>(value: &str, range: &RangeInclusive<T>) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    let all_digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    all_digits
+        .then(|| value.parse::<T>().ok())
+        .flatten()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
 }
 
 fn parse_host(value: &str) -> Result<IpAddr, String> {
@@ -324,13 +356,6 @@ fn parse_host(value: &str) -> Result<IpAddr, String> {
     value
         .parse()
         .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or ::".to_owned())
-}
-
-fn parse_positive(value: &str) -> Result<u64, String> {
-    match value.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err("expected a whole number greater than 0".to_owned()),
-    }
 }
 
 /// Normalises an API prefix: a leading `/`, no trailing `/`; `/` alone means the root (empty).
@@ -413,6 +438,68 @@ mod tests {
             let line = err.to_string();
             assert!(line.contains(name) && line.contains(value), "{line}");
             assert!(!line.contains('\n'), "one line: {line}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_plain_digits_within_their_range() {
+        let range = 1..=3_600_u64;
+        assert_eq!(parse_in_range("1", &range), Ok(1));
+        assert_eq!(parse_in_range("3600", &range), Ok(3_600));
+        assert_eq!(parse_in_range("010", &range), Ok(10));
+        for bad in [
+            "0",
+            "3601",
+            "-1",
+            "+1",
+            "1.0",
+            "1e3",
+            "1 000",
+            "",
+            "١",
+            "18446744073709551615",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                parse_in_range(bad, &range),
+                Err("expected a whole number from 1 to 3600".to_owned()),
+                "{bad:?}"
+            );
+        }
+        // Too large for the type is out of range too, not a different error.
+        assert!(parse_in_range::<u16>("65536", &PORT_RANGE).is_err());
+        assert!(parse_in_range::<u32>("4294967296", &RATE_RANGE).is_err());
+    }
+
+    #[test]
+    fn every_numeric_setting_takes_the_ends_of_its_range_and_nothing_beyond() {
+        for (name, min, max) in [
+            ("PORT", 0, 65_535),
+            ("MAX_BODY_BYTES", 1, 1 << 30),
+            ("REQUEST_TIMEOUT_SECS", 1, 3_600),
+            ("HEADER_READ_TIMEOUT_SECS", 1, 3_600),
+            ("RATE_LIMIT_PER_SECOND", 0, 1_000_000),
+            ("RATE_LIMIT_BURST", 0, 1_000_000),
+            ("MAX_RECORDS_PER_RESOURCE", 1, 100_000_000),
+        ] {
+            for good in [min, max] {
+                assert!(
+                    config(&[(name, &good.to_string())]).is_ok(),
+                    "{name}={good}"
+                );
+            }
+            let mut bad = vec![(max + 1).to_string(), "-1".to_owned()];
+            if min > 0 {
+                bad.push((min - 1).to_string());
+            }
+            for value in bad {
+                let err = config(&[(name, &value)]).unwrap_err();
+                assert_eq!(err.variable, name);
+                assert_eq!(
+                    err.reason,
+                    format!("expected a whole number from {min} to {max}")
+                );
+            }
         }
     }
 
@@ -522,6 +609,19 @@ mod tests {
             })
         );
         assert!(config(&[("RATE_LIMIT_BURST", "-1")]).is_err());
+        let most = config(&[
+            ("RATE_LIMIT_PER_SECOND", "1000000"),
+            ("RATE_LIMIT_BURST", "1000000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            most.rate_limit,
+            Some(RateLimit {
+                per_second: 1_000_000,
+                burst: 1_000_000
+            })
+        );
+        assert!(config(&[("RATE_LIMIT_PER_SECOND", "2000000000")]).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tower_governor::key_extractor::PeerIpKeyExtractor;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::config::{CorsOrigins, RateLimit};
+use crate::config::{CorsOrigins, RATE_RANGE, RateLimit};
 use crate::error::ApiError;
 
 /// The Content-Security-Policy of API responses: they are data, never a page to render or frame.
@@ -104,12 +104,15 @@ pub fn with_rate_limit<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     limit: RateLimit,
 ) -> Router<S> {
+    // `Config` keeps both within `RATE_RANGE`; clamping keeps a hand-built `RateLimit` from
+    // dividing by zero or rounding the period down to 0 ns, which governor cannot take.
+    let per_second = limit.per_second.clamp(1, *RATE_RANGE.end());
     let config = GovernorConfigBuilder::default()
         .key_extractor(PeerIpKeyExtractor)
-        .period(Duration::from_secs(1) / limit.per_second)
-        .burst_size(limit.burst)
+        .period(Duration::from_secs(1) / per_second)
+        .burst_size(limit.burst.max(1))
         .finish()
-        .expect("a positive rate and burst make a valid configuration");
+        .expect("a period of at least 1 µs and a burst of at least 1 make a valid configuration");
     let limiter = Arc::new(config);
     let layer = GovernorLayer::<_, _, Body>::new(limiter).error_handler(|error| match error {
         tower_governor::GovernorError::TooManyRequests { wait_time, .. } => {

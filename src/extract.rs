@@ -4,7 +4,8 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
@@ -146,14 +147,68 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// Query parameters; values that cannot be read are a 400.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// Query parameters; values that cannot be read are a 400, and so is a query with a name or value
+/// that is not UTF-8 once percent-decoded (`?message=%ff`).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // axum decodes the query lossily, turning such bytes into U+FFFD: a message would come
+        // back changed and a value would be read as something the client did not send.
+        if !percent_decodes_to_utf8(parts.uri.query().unwrap_or_default()) {
+            return Err(ApiError::BadRequest(
+                "invalid query: a name or value is not UTF-8 once percent-decoded".to_owned(),
+            ));
+        }
+        let Query(value) = Query::try_from_uri(&parts.uri)?;
+        Ok(ApiQuery(value))
+    }
+}
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::BadRequest(format!("invalid query: {}", rejection.body_text()))
+    }
+}
+
+/// Whether `text` is UTF-8 once its `%XX` escapes are decoded, the way `application/x-www-form-
+/// urlencoded` decodes them (a `%` not followed by two hex digits stays as it is).
+///
+/// The whole query is decoded at once: `&`, `=` and `+` are ASCII, so it is UTF-8 exactly when
+/// every name and value in it is.
+fn percent_decodes_to_utf8(text: &str) -> bool {
+    let mut decoded = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        match tail {
+            [high, low, after @ ..]
+                if byte == b'%' && high.is_ascii_hexdigit() && low.is_ascii_hexdigit() =>
+            {
+                decoded.push((hex_value(*high) << 4) | hex_value(*low));
+                rest = after;
+            }
+            _ => {
+                decoded.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
+/// The value of an ASCII hex digit; only called on one.
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit - b'A' + 10,
     }
 }
 
@@ -214,6 +269,32 @@ mod tests {
                 ),
                 "{body}"
             );
+        }
+    }
+
+    #[test]
+    fn queries_must_percent_decode_to_utf8() {
+        for good in [
+            "",
+            "message=hi",
+            "message=%C3%A9+%F0%9F%9A%80",
+            "message=é",
+            "a=%zz&b=%4",
+            "a=%",
+            "m=%e2%82%ac",
+        ] {
+            assert!(percent_decodes_to_utf8(good), "{good}");
+        }
+        for bad in [
+            "%ff",
+            "message=%FF",
+            "message=abc%C3",
+            "message=%C3&x=%A9",
+            "message=%ED%A0%80",
+            "message=%C0%AF",
+            "x=%F4%90%80%80",
+        ] {
+            assert!(!percent_decodes_to_utf8(bad), "{bad}");
         }
     }
 

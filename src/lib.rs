@@ -138,7 +138,10 @@ pub async fn serve(
     let handle = Handle::new();
     // Requests cannot outlive the request timeout, nor header reads theirs: past both, with a
     // second's margin, nothing legitimate is left to wait for.
-    let grace = config.request_timeout.max(config.header_read_timeout) + Duration::from_secs(1);
+    let grace = config
+        .request_timeout
+        .max(config.header_read_timeout)
+        .saturating_add(Duration::from_secs(1));
     let ready = Arc::clone(&state.ready);
     let shutdown_handle = handle.clone();
     tokio::spawn(async move {

@@ -1,5 +1,7 @@
 //! The books API: list, create, read, replace, update and delete books.
 
+use std::borrow::Cow;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -31,9 +33,28 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct BookPath {
-    /// Book id.
+    /// Book id: a whole number from 1, written without leading zeros, sign or spaces (`/books/01`
+    /// and `/books/+1` are 400, not book 1).
     #[param(minimum = 1)]
+    #[serde(deserialize_with = "canonical_id")]
     id: u64,
+}
+
+/// Reads a book id only in its one canonical form, so that no two paths name the same book.
+fn canonical_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let text = Cow::<str>::deserialize(deserializer)?;
+    let canonical = text.starts_with(|c: char| matches!(c, '1'..='9'))
+        && text.bytes().all(|b| b.is_ascii_digit());
+    // Too many digits for a u64 is canonical but no id a book can have: a 400 as well.
+    canonical
+        .then(|| text.parse().ok())
+        .flatten()
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "a book id is a number from 1 without leading zeros or sign, up to {}",
+                u64::MAX
+            ))
+        })
 }
 
 /// A book to create.
@@ -123,7 +144,7 @@ fn check_body_id(body_id: Option<u64>, path_id: u64) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "Books ordered by id", body = Vec<Book>,
             headers(("X-Total-Count" = usize, description = "Number of books in all"))),
-        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a query that is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_books(

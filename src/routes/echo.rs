@@ -41,7 +41,7 @@ pub struct Echo {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EchoQuery {
-    /// The text to send back, any Unicode, possibly empty.
+    /// The text to send back, any Unicode, possibly empty; percent-escapes must decode to UTF-8.
     // Optional in Rust so that a missing message is judged after the key, not before it.
     #[param(required = true, value_type = String)]
     message: Option<String>,
@@ -109,7 +109,8 @@ fn header_key(headers: &HeaderMap) -> Option<&str> {
 /// Echo a query parameter
 ///
 /// Sends `message` back as `{"echo": …}`, byte for byte. Needs the shared key in the
-/// `X-Server-Key` header or the `server_key` query parameter.
+/// `X-Server-Key` header or the `server_key` query parameter. A query whose percent-escapes do
+/// not decode to UTF-8 (`message=%ff`) is a 400: it is refused, not echoed with U+FFFD.
 #[utoipa::path(
     get,
     path = "/echo",
@@ -118,7 +119,7 @@ fn header_key(headers: &HeaderMap) -> Option<&str> {
     security(("server_key_header" = []), ("server_key_query" = [])),
     responses(
         (status = 200, description = "The message, sent back", body = Echo),
-        (status = 400, description = "No `message` parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "No `message` parameter, or a query that is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key is missing or wrong", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server has no SECRET_KEY configured", body = Problem, content_type = "application/problem+json"),
     )
@@ -138,7 +139,8 @@ pub async fn echo_get(
 /// Echo a body
 ///
 /// Sends the message back as `{"echo": …}`, byte for byte: a JSON body's `message` field, or a
-/// `text/plain` body whole. Needs the shared key in the `X-Server-Key` header, the `server_key`
+/// `text/plain` body whole. Text that is not UTF-8 (a stray byte, a lone surrogate escape in
+/// JSON) is a 400. Needs the shared key in the `X-Server-Key` header, the `server_key`
 /// query parameter, or (JSON) a `server_key` field.
 #[utoipa::path(
     post,
@@ -152,7 +154,7 @@ pub async fn echo_get(
     security(("server_key_header" = []), ("server_key_query" = []), ()),
     responses(
         (status = 200, description = "The message, sent back", body = Echo),
-        (status = 400, description = "The body is not valid JSON, or not UTF-8 text", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not valid JSON, or not UTF-8 text; or the query is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key is missing or wrong", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is neither JSON nor text/plain", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The server has no SECRET_KEY configured", body = Problem, content_type = "application/problem+json"),

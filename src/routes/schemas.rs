@@ -6,16 +6,21 @@ use utoipa::openapi::schema::{
     AnyOfBuilder, ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
 };
 
-use crate::store::{DECIMAL_PATTERN, ID_PATTERN, MAX_TEXT_CHARS, NOT_BLANK};
+use crate::store::{DECIMAL_PATTERN, ID_PATTERN, MAX_TEXT_CHARS, TEXT_PATTERN};
 
-/// A title, author or name: 1–200 characters, not blank; `nullable` adds `null`.
+/// A title, author or name: 1–200 characters, not blank, no control characters but tab and
+/// newline; `nullable` adds `null`.
 pub fn text_schema(nullable: bool, description: &str) -> Object {
     ObjectBuilder::new()
         .schema_type(string_type(nullable))
-        .description(Some(description))
+        .description(Some(format!(
+            "{description} Whitespace and invisible characters (Unicode \
+             Default_Ignorable_Code_Point) alone count as blank; no control characters but tab \
+             and newline."
+        )))
         .min_length(Some(1))
         .max_length(Some(MAX_TEXT_CHARS))
-        .pattern(Some(NOT_BLANK))
+        .pattern(Some(TEXT_PATTERN.as_str()))
         .build()
 }
 

@@ -5,7 +5,8 @@
 //! store knows nothing of HTTP: it returns [`StoreError`], which the routes map to statuses.
 //!
 //! Layout: `books.rs` and `things.rs` hold each resource's records and rules, free of locks and
-//! I/O; `memory.rs` puts them behind locks; `seed.rs` reads `DATA_DIR`; `ids.rs` orders string ids.
+//! I/O; `memory.rs` puts them behind locks; `seed.rs` reads `DATA_DIR`; `ids.rs` orders string ids;
+//! `text.rs` holds the rules of titles, authors and names.
 
 mod auction;
 mod books;
@@ -13,6 +14,7 @@ mod ids;
 mod memory;
 mod ordered;
 mod seed;
+mod text;
 mod things;
 
 use std::ops::Deref;
@@ -26,7 +28,10 @@ pub use books::{Book, BookChanges, BookFields};
 pub use ids::{ID_PATTERN, NaturalId, is_valid_id};
 pub use memory::MemoryStore;
 pub use seed::SeedError;
+pub use text::{MAX_TEXT_CHARS, TEXT_PATTERN};
 pub use things::Thing;
+
+use text::check_text;
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -57,26 +62,6 @@ pub enum StoreError {
         /// The missing record, e.g. `user user9`.
         what: String,
     },
-}
-
-/// JSON Schema pattern of a text field that is not blank: one character outside Unicode
-/// `White_Space`, the set `char::is_whitespace` uses, so the spec and the check agree.
-pub const NOT_BLANK: &str =
-    r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
-
-/// Longest title, author or name, in characters.
-pub const MAX_TEXT_CHARS: usize = 200;
-
-/// Checks a title, author or name: not blank, at most [`MAX_TEXT_CHARS`] characters.
-fn check_text(field: &'static str, value: &str) -> Option<Violation> {
-    let message = if value.trim().is_empty() {
-        "must not be blank"
-    } else if value.chars().count() > MAX_TEXT_CHARS {
-        "must be at most 200 characters long"
-    } else {
-        return None;
-    };
-    Some(Violation { field, message })
 }
 
 /// A rule a field broke, for the routes to turn into a 422 pointer.

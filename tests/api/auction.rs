@@ -153,6 +153,75 @@ async fn user_bodies_are_validated() {
 }
 
 #[tokio::test]
+async fn invisible_names_are_blank_and_control_characters_are_refused() {
+    let app = TestApp::new();
+    let cases = [
+        ("\u{200b}\u{a0}\u{feff}", "must not be blank"),
+        ("\u{3164}\u{e0020}", "must not be blank"),
+        (
+            "a\u{0}b",
+            "must not contain control characters other than tab and newline",
+        ),
+        (
+            "tab\tok but not\r",
+            "must not contain control characters other than tab and newline",
+        ),
+    ];
+    for (name, detail) in cases {
+        let attempts = [
+            (Method::POST, USERS, json!({ "name": name }), "/name"),
+            (
+                Method::PUT,
+                "/api/v1/users/user1",
+                json!({ "name": name }),
+                "/name",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/users/user9",
+                json!({ "name": name }),
+                "/name",
+            ),
+            (
+                Method::POST,
+                ITEMS,
+                json!({"item": { "name": name }}),
+                "/item/name",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/items/item1",
+                json!({"item": { "name": name }}),
+                "/item/name",
+            ),
+        ];
+        for (method, uri, body, pointer) in attempts {
+            let res = app
+                .send_body(method, uri, Some("application/json"), body.to_string())
+                .await;
+            res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, uri);
+            assert_eq!(res.error_pointers(), [pointer], "{name:?}");
+            assert_eq!(res.body["errors"][0]["detail"], detail, "{name:?}");
+        }
+    }
+    assert_eq!(app.get("/api/v1/users/user1").await.body["name"], "Albert");
+    assert_eq!(app.get(USERS).await.body.as_object().unwrap().len(), 3);
+    assert_eq!(app.get(ITEMS).await.body.as_object().unwrap().len(), 2);
+    assert_eq!(
+        app.get("/api/v1/items/item1").await.body["item"]["name"],
+        "Item Nº 1"
+    );
+
+    let name = "a\tb\nc";
+    let user = app.post_json(USERS, json!({ "name": name })).await;
+    assert_eq!(user.assert_json(StatusCode::CREATED)["name"], name);
+    let item = app
+        .post_json(ITEMS, json!({"item": { "name": name }}))
+        .await;
+    assert_eq!(item.assert_json(StatusCode::CREATED)["item"]["name"], name);
+}
+
+#[tokio::test]
 async fn deleting_a_user_deletes_their_bids_and_recomputes_winners() {
     let app = TestApp::new();
     assert_eq!(winning(&app, "item1").await, "bid2");

@@ -52,6 +52,8 @@ async fn paging_values_out_of_range_are_bad_requests() {
         "limit=abc",
         "offset=-1",
         "offset=x",
+        "limit=%ff",
+        "limit=10&x=%ff",
     ] {
         app.get(&format!("{BOOKS}?{query}"))
             .await
@@ -129,6 +131,52 @@ async fn ids_of_the_wrong_form_are_bad_requests() {
             .await
             .assert_problem(StatusCode::BAD_REQUEST, &uri);
     }
+}
+
+#[tokio::test]
+async fn a_book_id_not_written_canonically_is_400_and_changes_nothing() {
+    let app = TestApp::new();
+    for id in [
+        "01", "001", "+1", "%201", "1%20", "1.0", "0", "00", "0x1", "1e0", "%2B1",
+    ] {
+        let uri = format!("{BOOKS}/{id}");
+        let requests = [
+            (Method::GET, None),
+            (Method::DELETE, None),
+            (Method::PUT, Some(json!({"title": "t"}))),
+            (Method::PATCH, Some(json!({"title": "t"}))),
+        ];
+        for (method, body) in requests {
+            let res = match body {
+                Some(body) => {
+                    app.send_body(method, &uri, Some("application/json"), body.to_string())
+                        .await
+                }
+                None => app.send_body(method, &uri, None, "").await,
+            };
+            let problem = res.assert_problem(StatusCode::BAD_REQUEST, &uri);
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("a book id is a number from 1 without leading zeros or sign"),
+                "{id}: {problem}"
+            );
+        }
+    }
+    let book = app.get(&format!("{BOOKS}/1")).await;
+    assert_eq!(book.assert_json(StatusCode::OK)["title"], "Java book");
+    assert_eq!(app.get(BOOKS).await.header("x-total-count"), Some("12"));
+    // The largest id is an id like any other; one more is not a number a book can have.
+    app.get(&format!("{BOOKS}/18446744073709551615"))
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "/api/v1/books/18446744073709551615");
+    app.get(&format!("{BOOKS}/18446744073709551616"))
+        .await
+        .assert_problem(
+            StatusCode::BAD_REQUEST,
+            "/api/v1/books/18446744073709551616",
+        );
 }
 
 #[tokio::test]
@@ -272,6 +320,96 @@ async fn invalid_fields_are_422_with_a_pointer_for_each_and_change_nothing() {
     let blank = app.post_json(BOOKS, json!({"title": "  "})).await;
     assert_eq!(blank.body["errors"][0]["detail"], "must not be blank");
     assert_eq!(app.get(BOOKS).await.header("x-total-count"), Some("12"));
+}
+
+const NOT_BLANK: &str = "must not be blank";
+const NO_CONTROLS: &str = "must not contain control characters other than tab and newline";
+
+/// Titles made only of invisible characters (whitespace or Unicode Default_Ignorable_Code_Point).
+const INVISIBLE: &[&str] = &[
+    "\u{200b}\u{a0}\u{feff}",
+    "\u{ad}",
+    "\u{34f}\u{61c}\u{115f}\u{1160}\u{17b4}\u{180e}",
+    "\u{200c}\u{200d}\u{200e}\u{200f}\u{202a}\u{202e}",
+    "\u{2060}\u{2065}\u{206f}\u{3164}\u{ffa0}\u{fff0}",
+    "\u{fe00}\u{fe0f} \t\n",
+    "\u{1bca0}\u{1d173}\u{1d17a}",
+    "\u{e0001}\u{e0020}\u{e007f}\u{e0100}\u{e0fff}",
+];
+
+/// Titles with a control character other than tab and newline.
+const WITH_CONTROLS: &[&str] = &[
+    "a\u{0}b",
+    "\u{0}",
+    "line\r\n",
+    "\u{1b}[31mred",
+    "bell\u{7}",
+    "del\u{7f}",
+    "c1\u{80}",
+    "next line\u{85}",
+    "\u{9f}",
+    "\u{b}vertical tab",
+];
+
+/// Titles that look odd but have a visible character and no forbidden control.
+const ACCEPTED: &[&str] = &[
+    "a\tb\nc",
+    "\u{200b}a\u{200b}",
+    "\u{feff}BOM",
+    "\u{e0041}x",
+    "e\u{301}",
+    "\u{115f}\u{1161}",
+    "\u{2061}\u{fff9}",
+];
+
+#[tokio::test]
+async fn invisible_titles_are_blank_and_control_characters_are_refused() {
+    let app = TestApp::new();
+    let one = format!("{BOOKS}/1");
+    let cases = INVISIBLE
+        .iter()
+        .map(|t| (*t, NOT_BLANK))
+        .chain(WITH_CONTROLS.iter().map(|t| (*t, NO_CONTROLS)));
+    for (text, detail) in cases {
+        let attempts = [
+            (Method::POST, BOOKS, json!({"title": text}), "/title"),
+            (
+                Method::POST,
+                BOOKS,
+                json!({"title": "t", "author": text}),
+                "/author",
+            ),
+            (Method::PUT, one.as_str(), json!({"title": text}), "/title"),
+            (
+                Method::PATCH,
+                one.as_str(),
+                json!({"author": text}),
+                "/author",
+            ),
+        ];
+        for (method, uri, body, pointer) in attempts {
+            let res = app
+                .send_body(method, uri, Some("application/json"), body.to_string())
+                .await;
+            res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, uri);
+            assert_eq!(res.error_pointers(), [pointer], "{text:?}");
+            assert_eq!(res.body["errors"][0]["detail"], detail, "{text:?}");
+        }
+    }
+    assert_eq!(app.get(BOOKS).await.header("x-total-count"), Some("12"));
+    let book = app.get(&one).await;
+    assert_eq!(
+        book.body,
+        json!({"id": 1, "title": "Java book", "author": "Jane Doe"})
+    );
+    for text in ACCEPTED {
+        let res = app
+            .post_json(BOOKS, json!({"title": text, "author": text}))
+            .await;
+        let created = res.assert_json(StatusCode::CREATED);
+        assert_eq!(created["title"], *text);
+        assert_eq!(created["author"], *text);
+    }
 }
 
 #[tokio::test]

@@ -107,6 +107,46 @@ fn a_rule_breaking_seed_names_the_file_and_the_record() {
 }
 
 #[test]
+fn a_seed_text_that_is_invisible_or_has_control_characters_names_the_record() {
+    let message = check_data_refuses(&[(
+        "books.json",
+        r#"[{"id": 1, "title": "a"}, {"id": 2, "title": "\u200b\u00a0\ufeff"}]"#,
+    )]);
+    assert!(message.contains("books.json"), "{message}");
+    assert!(
+        message.contains("book 2: title must not be blank"),
+        "{message}"
+    );
+    let message = check_data_refuses(&[(
+        "books.json",
+        r#"[{"id": 3, "title": "a", "author": "b\u0000"}]"#,
+    )]);
+    assert!(
+        message.contains(
+            "book 3: author must not contain control characters other than tab and newline"
+        ),
+        "{message}"
+    );
+    let message = check_data_refuses(&[(
+        "auction.json",
+        r#"{"users": {"user1": {"name": "A\u001b[0m"}}}"#,
+    )]);
+    assert!(message.contains("auction.json"), "{message}");
+    assert!(
+        message.contains("user user1: name must not contain control characters"),
+        "{message}"
+    );
+    let message = check_data_refuses(&[(
+        "auction.json",
+        r#"{"items": {"item1": {"name": "\u2060\u3164"}}}"#,
+    )]);
+    assert!(
+        message.contains("item item1: name must not be blank"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_seed_record_written_as_an_array_is_refused() {
     let message = check_data_refuses(&[("books.json", r#"[{"id": 1, "title": "a"}, [2, "b"]]"#)]);
     assert!(message.contains("books.json"), "{message}");
@@ -412,4 +452,117 @@ fn the_echo_key_never_reaches_the_logs_however_it_is_sent() {
         !logs.contains(WRONG),
         "a presented key leaked into the logs"
     );
+}
+
+/// Every numeric setting with its documented range (README configuration table), inclusive.
+/// A new numeric setting is one more row here.
+const NUMERIC_SETTINGS: &[(&str, u64, u64)] = &[
+    ("PORT", 0, 65_535),
+    ("MAX_BODY_BYTES", 1, 1 << 30),
+    ("REQUEST_TIMEOUT_SECS", 1, 3_600),
+    ("HEADER_READ_TIMEOUT_SECS", 1, 3_600),
+    ("RATE_LIMIT_PER_SECOND", 0, 1_000_000),
+    ("RATE_LIMIT_BURST", 0, 1_000_000),
+    ("MAX_RECORDS_PER_RESOURCE", 1, 100_000_000),
+];
+
+/// Values no numeric setting takes: what the issue lists, plus the neighbours of the range.
+fn out_of_range(min: u64, max: u64) -> Vec<String> {
+    let mut values: Vec<String> = [
+        "-1",
+        "18446744073709551615",
+        "99999999999999999999",
+        "1.5",
+        "+1",
+        "1e3",
+        "ten",
+    ]
+    .map(str::to_owned)
+    .into();
+    values.push((max + 1).to_string());
+    if min > 0 {
+        values.push("0".to_owned());
+        values.push((min - 1).to_string());
+    }
+    values.dedup();
+    values
+}
+
+#[test]
+fn a_numeric_setting_outside_its_range_stops_start_up_before_anything_is_bound() {
+    let cwd = tempfile::tempdir().unwrap();
+    for &(name, min, max) in NUMERIC_SETTINGS {
+        for value in out_of_range(min, max) {
+            let env = [
+                (name, value.as_str()),
+                ("DATA_DIR", DATA_DIR),
+                ("HOST", "127.0.0.1"),
+                ("LOG_FORMAT", "json"),
+            ];
+            // PORT's own row sets the port; every other row binds nothing if start-up goes on.
+            let env: Vec<_> = if name == "PORT" {
+                env.to_vec()
+            } else {
+                [&env[..], &[("PORT", "0")]].concat()
+            };
+            let output = monolith(cwd.path(), &[], &env)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let message = stderr(&output);
+            assert_eq!(output.status.code(), Some(1), "{name}={value}: {message}");
+            assert_eq!(message.lines().count(), 1, "{name}={value}: {message}");
+            assert!(
+                message.contains(&format!("{name}={value:?}"))
+                    && message.contains(&format!("expected a whole number from {min} to {max}")),
+                "{message}"
+            );
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(!stdout.contains("listening"), "{name}={value}: {stdout}");
+        }
+    }
+}
+
+/// Starts the server with `env`, checks that it serves, then stops it with SIGTERM.
+fn serves_then_stops(env: &[(&str, &str)]) {
+    let server = ServerProcess::start(env);
+    for path in ["/healthz", "/api/v1/books/1"] {
+        let response = http_get(&server.address, path);
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "{env:?} {path}: {response}"
+        );
+    }
+    let (status, logs) = server.stop_keeping_logs();
+    assert!(status.success(), "{env:?}: {status:?}\n{logs}");
+    assert!(!logs.contains("panicked"), "{env:?}: {logs}");
+}
+
+#[test]
+fn every_numeric_setting_works_at_both_ends_of_its_range() {
+    let ends = |pick: fn(u64, u64) -> u64| -> Vec<(&str, String)> {
+        NUMERIC_SETTINGS
+            .iter()
+            // The port is taken as 0 (a free one) below: a fixed one may be in use.
+            .filter(|(name, ..)| *name != "PORT")
+            .map(|&(name, min, max)| (name, pick(min, max).to_string()))
+            .collect()
+    };
+    // At MAX_RECORDS_PER_RESOURCE=1 the bundled seed is too large to load: one book will do.
+    let one_book = crate::helpers::data_dir_with(&[("books.json", r#"[{"id": 1, "title": "a"}]"#)]);
+    let mut at_min = ends(|min, _| min);
+    at_min.push(("DATA_DIR", one_book.path().display().to_string()));
+    for values in [at_min, ends(|_, max| max)] {
+        let env: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        serves_then_stops(&env);
+    }
+    // The highest port is accepted; check-data reads the same settings without binding.
+    let cwd = tempfile::tempdir().unwrap();
+    let (_, _, max_port) = NUMERIC_SETTINGS[0];
+    let output = run(
+        cwd.path(),
+        &["check-data"],
+        &[("PORT", &max_port.to_string()), ("DATA_DIR", DATA_DIR)],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
 }

@@ -185,6 +185,63 @@ async fn bad_requests_with_the_right_key_are_told_what_is_wrong() {
 }
 
 #[tokio::test]
+async fn a_message_or_key_that_is_not_utf8_is_400_saying_so() {
+    let app = app_with_key();
+    // Percent-escapes that decode to bytes that are not UTF-8: a stray byte, a cut-off
+    // sequence, an encoded surrogate, an overlong form; in the message, the key or elsewhere.
+    for query in [
+        "message=%ff",
+        "message=%FF%FE",
+        "message=abc%C3",
+        "message=%ED%A0%80",
+        "message=%C0%AF",
+        "message=ok&server_key=%ff",
+        "message=ok&other=%80",
+        "%ff=x&message=ok",
+    ] {
+        let res = get(&app, query, Some(KEY)).await;
+        let problem = res.assert_problem(StatusCode::BAD_REQUEST, ECHO);
+        assert!(
+            problem["detail"].as_str().unwrap().contains("UTF-8"),
+            "{query}: {problem}"
+        );
+        assert!(!res.text.contains('\u{fffd}'), "{query}: {}", res.text);
+    }
+    let res = post(&app, "server_key=%ff", "text/plain", "hi", None).await;
+    res.assert_problem(StatusCode::BAD_REQUEST, ECHO);
+    for body in [
+        &b"\xff"[..],
+        b"abc\xff",
+        b"\xc3",
+        b"\xed\xa0\x80",
+        b"\xc0\xaf",
+    ] {
+        let res = post(&app, "", "text/plain", body.to_vec(), Some(KEY)).await;
+        let problem = res.assert_problem(StatusCode::BAD_REQUEST, ECHO);
+        assert!(problem["detail"].as_str().unwrap().contains("UTF-8"));
+    }
+    // JSON strings: a lone surrogate escape, or raw bytes that are not UTF-8.
+    for body in [
+        &br#"{"message": "\ud800"}"#[..],
+        br#"{"message": "a\udc00b"}"#,
+        b"{\"message\": \"\xff\"}",
+    ] {
+        let res = post(&app, "", "application/json", body.to_vec(), Some(KEY)).await;
+        res.assert_problem(StatusCode::BAD_REQUEST, ECHO);
+    }
+    // A valid surrogate pair is one character and comes back as it.
+    let res = post(
+        &app,
+        "",
+        "application/json",
+        r#"{"message": "\ud83d\ude80"}"#,
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(res.assert_json(StatusCode::OK)["echo"], "🚀");
+}
+
+#[tokio::test]
 async fn other_methods_are_405_with_allow_get_and_post() {
     let app = app_with_key();
     for method in [Method::PUT, Method::PATCH, Method::DELETE] {
