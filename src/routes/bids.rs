@@ -155,6 +155,7 @@ pub async fn list_bids(
         (status = 201, description = "The bid as placed", body = Bid,
             headers(("Location" = String, description = "URL of the new bid"))),
         (status = 422, description = "A field is invalid, or the user or item does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn place_bid(

@@ -179,6 +179,7 @@ pub async fn list_books(
         (status = 201, description = "The new book", body = Book,
             headers(("Location" = String, description = "URL of the new book"))),
         (status = 422, description = "A field is missing, of the wrong type, unknown or breaks a rule", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_book(

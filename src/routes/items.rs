@@ -345,6 +345,7 @@ pub async fn list_items(
         (status = 201, description = "The new item, without bids", body = Item,
             headers(("Location" = String, description = "URL of the new item")),
             example = json!({"item_id": "item3", "item": {"name": "Item Nº 3", "winning": null, "bids": []}})),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_item(
@@ -410,6 +411,7 @@ pub async fn get_item(
         (status = 201, description = "The item, created", body = Item,
             headers(("Location" = String, description = "URL of the new item"))),
         (status = 422, description = "The name is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_item(

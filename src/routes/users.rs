@@ -172,6 +172,7 @@ pub async fn list_users(
     responses(
         (status = 201, description = "The new user", body = User,
             headers(("Location" = String, description = "URL of the new user"))),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_user(
@@ -219,6 +220,7 @@ pub async fn get_user(
         (status = 201, description = "The user, created", body = User,
             headers(("Location" = String, description = "URL of the new user"))),
         (status = 422, description = "The name is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn put_user(

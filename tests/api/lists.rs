@@ -377,3 +377,50 @@ async fn clients_that_read_slowly_or_never_cost_bounded_memory_on_a_large_store(
     eprintln!("RSS {baseline} MiB before, {peak} MiB at most with 56 clients");
     drop(silent);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_paging_and_the_cap() {
+    let app = TestApp::new();
+    let spec = app.get("/api/v1/openapi.json").await.body;
+    for path in [
+        "/books",
+        "/users",
+        "/items",
+        "/bids",
+        "/things",
+        "/items/{item_id}/bids",
+    ] {
+        let get = &spec["paths"][path]["get"];
+        let params: Vec<&str> = get["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            params.contains(&"limit") && params.contains(&"offset"),
+            "{path}: {params:?}"
+        );
+        assert!(
+            get["responses"]["200"]["headers"]["X-Total-Count"].is_object(),
+            "{path}"
+        );
+        assert!(get["responses"]["400"].is_object(), "{path}");
+    }
+    for (path, method) in [
+        ("/books", "post"),
+        ("/users", "post"),
+        ("/users/{user_id}", "put"),
+        ("/items", "post"),
+        ("/items/{item_id}", "put"),
+        ("/bids", "post"),
+    ] {
+        let responses = &spec["paths"][path][method]["responses"];
+        assert!(responses["507"].is_object(), "{method} {path}");
+    }
+    let items = &spec["paths"]["/items"]["get"]["responses"]["200"]["content"]["application/json"];
+    assert!(
+        items["example"]["item1"]["item"]["winning"].is_string(),
+        "{items}"
+    );
+}
