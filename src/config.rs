@@ -31,8 +31,17 @@ pub struct Config {
     /// Longest a request may take before it is answered 408 (`REQUEST_TIMEOUT_SECS`).
     pub request_timeout: Duration,
     /// Longest a client may take to send a request's headers before its connection is closed
-    /// (`HEADER_READ_TIMEOUT_SECS`): the defence against slowloris.
+    /// (`HEADER_READ_TIMEOUT_SECS`): the defence against slowloris. It also bounds the wait for
+    /// a new connection's first byte, and how long an HTTP/2 connection may stay silent before
+    /// it is pinged.
     pub header_read_timeout: Duration,
+    /// Longest a write to a client may stay blocked, because the client does not read, before
+    /// its connection is closed (`WRITE_TIMEOUT_SECS`); also how long an HTTP/2 client has to
+    /// answer a keep-alive ping.
+    pub write_timeout: Duration,
+    /// Most connections held open at once (`MAX_CONNECTIONS`), lowered at start-up to fit the
+    /// process's file-descriptor limit.
+    pub max_connections: usize,
     /// The echo API's shared key (`SECRET_KEY`); `None` makes the echo API answer 503.
     pub secret_key: Option<SecretString>,
     /// Whether and how to serve HTTPS (`TLS_CERT_PATH`, `TLS_KEY_PATH`, `TLS_SELF_SIGNED`).
@@ -105,6 +114,10 @@ const DEFAULT_PREFIX: &str = "/api/v1";
 const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 const DEFAULT_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 20;
+const MAX_WRITE_TIMEOUT_SECS: u64 = 3600;
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -161,6 +174,15 @@ impl Config {
                 .parse_or(Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS), |v| {
                     parse_positive(v).map(Duration::from_secs)
                 })?,
+            write_timeout: var("WRITE_TIMEOUT_SECS")
+                .parse_or(Duration::from_secs(DEFAULT_WRITE_TIMEOUT_SECS), |v| {
+                    parse_at_most(v, MAX_WRITE_TIMEOUT_SECS).map(Duration::from_secs)
+                })?,
+            max_connections: var("MAX_CONNECTIONS").parse_or(DEFAULT_MAX_CONNECTIONS, |v| {
+                parse_at_most(v, MAX_MAX_CONNECTIONS).and_then(|n| {
+                    usize::try_from(n).map_err(|_| "too large for this machine".to_owned())
+                })
+            })?,
             // Never echoed in an error: the value is a secret.
             secret_key: lookup("SECRET_KEY")
                 .filter(|v| !v.is_empty())
@@ -322,6 +344,14 @@ fn parse_positive(value: &str) -> Result<u64, String> {
     }
 }
 
+/// A whole number from 1 to `max`.
+fn parse_at_most(value: &str, max: u64) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {max}")),
+    }
+}
+
 /// Normalises an API prefix: a leading `/`, no trailing `/`; `/` alone means the root (empty).
 fn normalize_prefix(value: &str) -> Result<String, String> {
     let trimmed = value.trim_matches('/');
@@ -366,6 +396,8 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_body_bytes, 65536);
         assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.write_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_connections, 1024);
     }
 
     #[test]
@@ -396,6 +428,11 @@ mod tests {
             ("MAX_BODY_BYTES", "0"),
             ("MAX_BODY_BYTES", "-5"),
             ("REQUEST_TIMEOUT_SECS", "soon"),
+            ("WRITE_TIMEOUT_SECS", "0"),
+            ("WRITE_TIMEOUT_SECS", "3601"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "1000001"),
+            ("MAX_CONNECTIONS", "many"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);
@@ -534,6 +571,8 @@ mod tests {
             ("MAX_BODY_BYTES", "1024"),
             ("REQUEST_TIMEOUT_SECS", "3"),
             ("DATA_DIR", "/srv/data"),
+            ("WRITE_TIMEOUT_SECS", "3600"),
+            ("MAX_CONNECTIONS", "1"),
         ])
         .unwrap();
         assert_eq!(c.bind, "127.0.0.1:9000".parse().unwrap());
@@ -541,5 +580,7 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1024);
         assert_eq!(c.request_timeout, Duration::from_secs(3));
         assert_eq!(c.data_dir, PathBuf::from("/srv/data"));
+        assert_eq!(c.write_timeout, Duration::from_secs(3600));
+        assert_eq!(c.max_connections, 1);
     }
 }
