@@ -124,6 +124,14 @@ pub fn with_middleware<S: Clone + Send + Sync + 'static>(
     )
 }
 
+/// Most streams one HTTP/2 connection may have open at once; more are refused (RST_STREAM
+/// REFUSED_STREAM), which bounds what one connection can make the server hold.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Largest HTTP/2 request header list, as HTTP/2 counts it (names, values and 32 bytes per
+/// field); a larger one is answered 431.
+pub const H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+
 /// Serves `state`'s app on `listener` until `shutdown` completes, then stops accepting
 /// connections, lets in-flight requests finish, and returns.
 ///
@@ -131,8 +139,9 @@ pub fn with_middleware<S: Clone + Send + Sync + 'static>(
 /// certificate files on SIGHUP. Hostile clients are bounded (see [`conn`]): a new connection
 /// must speak within `HEADER_READ_TIMEOUT_SECS` (the TLS handshake included), and an HTTP/1
 /// client must send each request's headers within it too (slowloris); a client that stops
-/// reading is cut off after `WRITE_TIMEOUT_SECS`; and at most `MAX_CONNECTIONS` connections
-/// are open.
+/// reading is cut off after `WRITE_TIMEOUT_SECS`; an HTTP/2 connection silent for
+/// `HEADER_READ_TIMEOUT_SECS` is pinged and closed if the ping goes unanswered for
+/// `WRITE_TIMEOUT_SECS`; and at most `MAX_CONNECTIONS` connections are open.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -191,12 +200,21 @@ pub async fn serve(
 }
 
 /// hyper's own limits: the HTTP/1 header timeout (slowloris; it also closes keep-alive
-/// connections idle that long).
+/// connections idle that long), and HTTP/2's stream and header-list bounds and keep-alive
+/// pings. The ping is what closes an HTTP/2 connection whose client stops reading: hyper never
+/// writes to a stream whose flow-control window is 0, so no write ever blocks there.
 fn limit_connections(builder: &mut HttpBuilder<TokioExecutor>, config: &Config) {
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE)
+        .keep_alive_interval(config.header_read_timeout)
+        .keep_alive_timeout(config.write_timeout);
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

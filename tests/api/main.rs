@@ -10,6 +10,7 @@ mod echo;
 mod edge;
 mod errors;
 mod helpers;
+mod http2;
 mod observability;
 mod ops;
 pub mod server;
