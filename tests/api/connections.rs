@@ -102,17 +102,47 @@ fn write_certificate(dir: &Path) -> String {
     cert
 }
 
+/// A blocking TLS client over `socket` that trusts only `cert`, for `localhost`, offering `alpn`;
+/// the handshake is done.
+fn tls_client(
+    cert: &str,
+    socket: std::net::TcpStream,
+    alpn: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    roots.add(der).unwrap();
+    let mut client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![alpn.to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    assert_eq!(tls.conn.alpn_protocol(), Some(alpn));
+    tls
+}
+
+/// A configuration serving HTTPS with a fresh certificate in `dir`; returns it and the cert.
+fn tls_config(dir: &Path) -> (monolith::Config, String) {
+    init_logs();
+    let cert = write_certificate(dir);
+    let mut config = test_config();
+    config.tls = TlsMode::Files {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    (config, cert)
+}
+
 #[tokio::test]
 async fn a_tls_client_that_sends_nothing_is_closed_after_the_header_timeout() {
-    init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let cert = write_certificate(dir.path());
-    let mut config = test_config();
+    let (mut config, cert) = tls_config(dir.path());
     config.header_read_timeout = Duration::from_secs(1);
-    config.tls = TlsMode::Files {
-        cert: dir.path().join("cert.pem"),
-        key: dir.path().join("key.pem"),
-    };
     let server = RunningServer::start(config).await;
 
     // No handshake at all.
@@ -126,24 +156,11 @@ async fn a_tls_client_that_sends_nothing_is_closed_after_the_header_timeout() {
     // A whole handshake offering HTTP/2, then nothing: no preface, no request.
     let addr = server.addr;
     let closed = tokio::task::spawn_blocking(move || {
-        let mut roots = rustls::RootCertStore::empty();
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
-        roots.add(der).unwrap();
-        let mut client = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        client.alpn_protocols = vec![b"h2".to_vec()];
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let connection = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
         let socket = std::net::TcpStream::connect(addr).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(4)))
             .unwrap();
-        let mut tls = rustls::StreamOwned::new(connection, socket);
-        while tls.conn.is_handshaking() {
-            tls.conn.complete_io(&mut tls.sock).unwrap();
-        }
-        assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+        let mut tls = tls_client(&cert, socket, b"h2");
         let started = Instant::now();
         let mut buffer = [0u8; 1024];
         loop {
@@ -171,6 +188,38 @@ async fn a_tls_client_that_sends_nothing_is_closed_after_the_header_timeout() {
     server.stop().await;
 }
 
+/// `count` pipelined requests for every book, the last one asking to close.
+fn pipelined_book_lists(count: usize) -> String {
+    let mut requests = String::new();
+    for i in 0..count {
+        let close = if i + 1 == count {
+            "connection: close\r\n"
+        } else {
+            ""
+        };
+        requests.push_str(&format!(
+            "GET /api/v1/books HTTP/1.1\r\nhost: test\r\n{close}\r\n"
+        ));
+    }
+    requests
+}
+
+/// How many responses `received` begins.
+fn responses_begun(received: &[u8]) -> usize {
+    received
+        .windows(12)
+        .filter(|w| *w == b"HTTP/1.1 200")
+        .count()
+}
+
+/// A socket connected to `addr` with a small receive buffer, so that the server's writes
+/// block soon once it stops reading.
+async fn small_window_socket(addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     const REQUESTS: usize = 8;
@@ -180,24 +229,14 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     config.write_timeout = Duration::from_secs(1);
     let server = RunningServer::start(config).await;
 
-    // A small receive buffer, so that the server's writes block soon.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let mut stream = socket.connect(server.addr).await.unwrap();
-    let mut requests = String::new();
-    for i in 0..REQUESTS {
-        let close = if i + 1 == REQUESTS {
-            "connection: close\r\n"
-        } else {
-            ""
-        };
-        requests.push_str(&format!(
-            "GET /api/v1/books HTTP/1.1\r\nhost: test\r\n{close}\r\n"
-        ));
-    }
+    let mut stream = small_window_socket(server.addr).await;
     // Eight answers of 2 MB each are far more than the kernel buffers on both sides hold.
-    stream.write_all(requests.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    stream
+        .write_all(pipelined_book_lists(REQUESTS).as_bytes())
+        .await
+        .unwrap();
+    // Time for the buffers to fill, and for the write deadline.
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     let mut received = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), async {
@@ -211,14 +250,57 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     })
     .await;
     assert!(read.is_ok(), "the connection ends");
-    let answered = received
-        .windows(12)
-        .filter(|w| *w == b"HTTP/1.1 200")
-        .count();
+    let answered = responses_begun(&received);
     assert!(
         answered < REQUESTS,
         "the server gave up before sending all {REQUESTS} answers ({answered} begun, {} bytes)",
         received.len()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    const REQUESTS: usize = 8;
+    let data = many_books(20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, cert) = tls_config(dir.path());
+    config.data_dir = data.path().to_owned();
+    config.write_timeout = Duration::from_secs(1);
+    let server = RunningServer::start(config).await;
+    let socket = small_window_socket(server.addr).await.into_std().unwrap();
+    socket.set_nonblocking(false).unwrap();
+    let (ended, answered, bytes) = tokio::task::spawn_blocking(move || {
+        let mut tls = tls_client(&cert, socket, b"http/1.1");
+        tls.write_all(pipelined_book_lists(REQUESTS).as_bytes())
+            .unwrap();
+        tls.flush().unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        tls.sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let ended = loop {
+            match tls.read(&mut buffer) {
+                Ok(0) => break true,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+                Err(e) => {
+                    break !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    );
+                }
+            }
+        };
+        (ended, responses_begun(&received), received.len())
+    })
+    .await
+    .unwrap();
+    assert!(ended, "the connection ends");
+    assert!(
+        answered < REQUESTS,
+        "the server gave up before sending all {REQUESTS} answers ({answered} begun, {bytes} bytes)"
     );
     server.stop().await;
 }

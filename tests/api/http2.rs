@@ -15,10 +15,12 @@ use crate::server::RunningServer;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
+const WINDOW_UPDATE: u8 = 0x8;
 
 const END_STREAM: u8 = 0x1;
 const ACK: u8 = 0x1;
@@ -120,9 +122,15 @@ async fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
 /// Connects over h2c with a zero stream window, so the server can send headers but no body.
 /// Returns the connection and the server's settings.
 async fn connect_with_zero_window(addr: SocketAddr) -> (TcpStream, HashMap<u16, u32>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    handshake(stream, 0).await
+}
+
+/// Speaks h2c on `stream` with `window` as the initial stream window; returns the connection
+/// and the server's settings.
+async fn handshake(mut stream: TcpStream, window: u32) -> (TcpStream, HashMap<u16, u32>) {
     let mut hello = PREFACE.to_vec();
-    hello.extend(settings(&[(INITIAL_WINDOW_SIZE, 0)]));
+    hello.extend(settings(&[(INITIAL_WINDOW_SIZE, window)]));
     stream.write_all(&hello).await.unwrap();
     let server_settings = loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream))
@@ -255,12 +263,56 @@ async fn an_http2_client_that_answers_no_ping_is_closed() {
         "the server pings"
     );
     assert!(
-        closed < Duration::from_millis(3500),
+        closed < Duration::from_secs(4),
         "closed within the two timeouts and a margin, not after {closed:?}"
     );
     assert!(
         closed >= Duration::from_millis(1900),
         "not before: {closed:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_http2_client_that_stops_reading_with_its_window_open_is_cut_off() {
+    const STREAMS: u32 = 8;
+    let data = many_books(20_000);
+    let mut config = test_config();
+    config.data_dir = data.path().to_owned();
+    // Late enough that no ping closes the connection first.
+    config.header_read_timeout = Duration::from_secs(30);
+    config.write_timeout = Duration::from_secs(1);
+    let server = RunningServer::start(config).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (mut stream, _) = handshake(stream, 0x7fff_ffff).await;
+    // Open the connection's window wide too: only TCP can hold the server back now.
+    let mut requests = frame(WINDOW_UPDATE, 0, 0, &0x7fff_0000u32.to_be_bytes());
+    for n in 0..STREAMS {
+        requests.extend(get(2 * n + 1, "/api/v1/books", &[]));
+    }
+    stream.write_all(&requests).await.unwrap();
+    // Time for the eight lists to be built and the buffers to fill, and for the write deadline.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let started = Instant::now();
+    let frames = frames_until(&mut stream, Duration::from_secs(10), |_| false).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the connection ends"
+    );
+    let body_bytes: usize = frames
+        .iter()
+        .filter(|f| f.kind == DATA)
+        .map(|f| f.payload.len())
+        .sum();
+    let one_list = std::fs::metadata(data.path().join("books.json"))
+        .unwrap()
+        .len() as usize;
+    assert!(
+        body_bytes < STREAMS as usize * one_list / 2,
+        "the server gave up long before sending all {STREAMS} lists ({body_bytes} bytes)"
     );
     server.stop().await;
 }
