@@ -37,8 +37,17 @@ pub struct Config {
     /// [`TIMEOUT_SECS_RANGE`]).
     pub request_timeout: Duration,
     /// Longest a client may take to send a request's headers before its connection is closed
-    /// (`HEADER_READ_TIMEOUT_SECS`, in [`TIMEOUT_SECS_RANGE`]): the defence against slowloris.
+    /// (`HEADER_READ_TIMEOUT_SECS`, in [`TIMEOUT_SECS_RANGE`]): the defence against slowloris. It
+    /// also bounds the wait for a new connection's first byte, and how long an HTTP/2 connection
+    /// may stay silent before it is pinged.
     pub header_read_timeout: Duration,
+    /// Longest a write to a client may stay blocked, because the client does not read, before
+    /// its connection is closed (`WRITE_TIMEOUT_SECS`); also how long an HTTP/2 client has to
+    /// answer a keep-alive ping.
+    pub write_timeout: Duration,
+    /// Most connections held open at once (`MAX_CONNECTIONS`), lowered at start-up to fit the
+    /// process's file-descriptor limit.
+    pub max_connections: usize,
     /// The echo API's shared key (`SECRET_KEY`); `None` makes the echo API answer 503.
     pub secret_key: Option<SecretString>,
     /// Whether and how to serve HTTPS (`TLS_CERT_PATH`, `TLS_KEY_PATH`, `TLS_SELF_SIGNED`).
@@ -115,6 +124,8 @@ const DEFAULT_PREFIX: &str = "/api/v1";
 const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 const DEFAULT_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 20;
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 // The ranges of the numeric settings (README configuration table). Each is small enough that
 // nothing downstream can overflow: timeouts plus the shutdown grace stay far from `Duration`'s and
@@ -126,6 +137,8 @@ pub const PORT_RANGE: RangeInclusive<u16> = 0..=u16::MAX;
 pub const MAX_BODY_BYTES_RANGE: RangeInclusive<usize> = 1..=1 << 30;
 /// Values `REQUEST_TIMEOUT_SECS` and `HEADER_READ_TIMEOUT_SECS` may take: 1 s to an hour.
 pub const TIMEOUT_SECS_RANGE: RangeInclusive<u64> = 1..=3_600;
+/// Values `MAX_CONNECTIONS` may take.
+pub const MAX_CONNECTIONS_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 /// Values `MAX_RECORDS_PER_RESOURCE` may take: 1 to 100 million records per resource.
 pub const MAX_RECORDS_RANGE: RangeInclusive<usize> = 1..=100_000_000;
 /// Values `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` may take; 0 is off (rate) or one
@@ -180,6 +193,12 @@ impl Config {
                 var("HEADER_READ_TIMEOUT_SECS")
                     .number_or(DEFAULT_HEADER_TIMEOUT_SECS, TIMEOUT_SECS_RANGE)?,
             ),
+            write_timeout: Duration::from_secs(
+                var("WRITE_TIMEOUT_SECS")
+                    .number_or(DEFAULT_WRITE_TIMEOUT_SECS, TIMEOUT_SECS_RANGE)?,
+            ),
+            max_connections: var("MAX_CONNECTIONS")
+                .number_or(DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS_RANGE)?,
             // Never echoed in an error: the value is a secret.
             secret_key: lookup("SECRET_KEY")
                 .filter(|v| !v.is_empty())
@@ -402,6 +421,8 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_body_bytes, 65536);
         assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.write_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_connections, 1024);
     }
 
     #[test]
@@ -432,6 +453,11 @@ mod tests {
             ("MAX_BODY_BYTES", "0"),
             ("MAX_BODY_BYTES", "-5"),
             ("REQUEST_TIMEOUT_SECS", "soon"),
+            ("WRITE_TIMEOUT_SECS", "0"),
+            ("WRITE_TIMEOUT_SECS", "3601"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "1000001"),
+            ("MAX_CONNECTIONS", "many"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);
@@ -481,6 +507,8 @@ mod tests {
             ("RATE_LIMIT_PER_SECOND", 0, 1_000_000),
             ("RATE_LIMIT_BURST", 0, 1_000_000),
             ("MAX_RECORDS_PER_RESOURCE", 1, 100_000_000),
+            ("WRITE_TIMEOUT_SECS", 1, 3_600),
+            ("MAX_CONNECTIONS", 1, 1_000_000),
         ] {
             for good in [min, max] {
                 assert!(
@@ -645,6 +673,8 @@ mod tests {
             ("MAX_BODY_BYTES", "1024"),
             ("REQUEST_TIMEOUT_SECS", "3"),
             ("DATA_DIR", "/srv/data"),
+            ("WRITE_TIMEOUT_SECS", "3600"),
+            ("MAX_CONNECTIONS", "1"),
         ])
         .unwrap();
         assert_eq!(c.bind, "127.0.0.1:9000".parse().unwrap());
@@ -652,5 +682,7 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1024);
         assert_eq!(c.request_timeout, Duration::from_secs(3));
         assert_eq!(c.data_dir, PathBuf::from("/srv/data"));
+        assert_eq!(c.write_timeout, Duration::from_secs(3600));
+        assert_eq!(c.max_connections, 1);
     }
 }

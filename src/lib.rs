@@ -5,11 +5,12 @@
 //! has one module per API; `error` and `extract` make every failure an RFC 9457 problem;
 //! `json` reads records only from JSON objects; `openapi` finishes the generated document;
 //! `telemetry` sets up logs and `metrics` the Prometheus registry; `edge` holds the security
-//! headers, CORS and rate limiting, `tls` the HTTPS set-up; `healthcheck` is the container
-//! probe. [`app`] builds the router and [`serve`] runs it; `main.rs` only wires them to the
-//! process.
+//! headers, CORS and rate limiting, `conn` the connection limits below HTTP, `tls` the HTTPS
+//! set-up; `healthcheck` is the container probe. [`app`] builds the router and [`serve`] runs
+//! it; `main.rs` only wires them to the process.
 
 pub mod config;
+pub mod conn;
 pub mod edge;
 pub mod error;
 pub mod extract;
@@ -32,6 +33,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode};
 use axum_server::Handle;
+use axum_server::accept::DefaultAcceptor;
+use axum_server::tls_rustls::RustlsAcceptor;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as HttpBuilder;
 use tokio::net::TcpListener;
@@ -121,12 +124,24 @@ pub fn with_middleware<S: Clone + Send + Sync + 'static>(
     )
 }
 
+/// Most streams one HTTP/2 connection may have open at once; more are refused (RST_STREAM
+/// REFUSED_STREAM), which bounds what one connection can make the server hold.
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Largest HTTP/2 request header list, as HTTP/2 counts it (names, values and 32 bytes per
+/// field); a larger one is answered 431.
+pub const H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+
 /// Serves `state`'s app on `listener` until `shutdown` completes, then stops accepting
 /// connections, lets in-flight requests finish, and returns.
 ///
 /// Speaks HTTPS (HTTP/1.1 and HTTP/2 by ALPN) when the configuration asks for it, re-reading
-/// certificate files on SIGHUP. A client gets `HEADER_READ_TIMEOUT_SECS` to send its request
-/// headers, then its connection is closed (slowloris).
+/// certificate files on SIGHUP. Hostile clients are bounded (see [`conn`]): a new connection
+/// must speak within `HEADER_READ_TIMEOUT_SECS` (the TLS handshake included), and an HTTP/1
+/// client must send each request's headers within it too (slowloris); a client that stops
+/// reading is cut off after `WRITE_TIMEOUT_SECS`; an HTTP/2 connection silent for
+/// `HEADER_READ_TIMEOUT_SECS` is pinged and closed if the ping goes unanswered for
+/// `WRITE_TIMEOUT_SECS`; and at most `MAX_CONNECTIONS` connections are open.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -153,12 +168,18 @@ pub async fn serve(
         shutdown_handle.graceful_shutdown(Some(grace));
     });
 
+    let deadlines = conn::Deadlines {
+        first_byte: config.header_read_timeout,
+        write: config.write_timeout,
+    };
+    let cap = conn::connection_cap(config.max_connections);
     let state_metrics = state.metrics.clone();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum_server::from_tcp(listener)?.handle(handle);
     match tls {
         None => {
-            let mut server = axum_server::from_tcp(listener)?.handle(handle);
-            limit_header_time(server.http_builder(), config.header_read_timeout);
+            let mut server = server.acceptor(conn::Guard::new(DefaultAcceptor, deadlines, cap));
+            limit_connections(server.http_builder(), &config);
             server.serve(service).await
         }
         Some(tls_config) => {
@@ -170,18 +191,33 @@ pub async fn serve(
                     state_metrics.clone(),
                 )?;
             }
-            let mut server = axum_server::from_tcp_rustls(listener, tls_config)?.handle(handle);
-            limit_header_time(server.http_builder(), config.header_read_timeout);
+            // The guard wraps the TLS acceptor, so it sees decrypted bytes; the handshake gets
+            // the header timeout rather than axum-server's fixed 10 seconds.
+            let tls_acceptor =
+                RustlsAcceptor::new(tls_config).handshake_timeout(config.header_read_timeout);
+            let mut server = server.acceptor(conn::Guard::new(tls_acceptor, deadlines, cap));
+            limit_connections(server.http_builder(), &config);
             server.serve(service).await
         }
     }
 }
 
-fn limit_header_time(builder: &mut HttpBuilder<TokioExecutor>, timeout: Duration) {
+/// hyper's own limits: the HTTP/1 header timeout (slowloris; it also closes keep-alive
+/// connections idle that long), and HTTP/2's stream and header-list bounds and keep-alive
+/// pings. The ping is what closes an HTTP/2 connection whose client stops reading: hyper never
+/// writes to a stream whose flow-control window is 0, so no write ever blocks there.
+fn limit_connections(builder: &mut HttpBuilder<TokioExecutor>, config: &Config) {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeout);
+        .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE)
+        .keep_alive_interval(config.header_read_timeout)
+        .keep_alive_timeout(config.write_timeout);
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -98,6 +98,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 async fn serve(config: Config, store: Store) -> Result<(), String> {
+    // Each connection is a file descriptor; the default soft limit (often 1024) would cap them
+    // well below what the machine allows.
+    monolith::conn::raise_fd_limit();
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;

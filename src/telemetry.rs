@@ -172,6 +172,8 @@ pub fn log_startup(config: &Config, local: SocketAddr) {
         max_body_bytes = config.max_body_bytes,
         request_timeout_secs = config.request_timeout.as_secs(),
         header_read_timeout_secs = config.header_read_timeout.as_secs(),
+        write_timeout_secs = config.write_timeout.as_secs(),
+        max_connections = config.max_connections,
         secret_key = if config.secret_key.is_some() { "[redacted]" } else { "unset" },
         tls = %tls,
         cors = %cors,

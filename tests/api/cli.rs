@@ -253,6 +253,12 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary on the bundled data with JSON logs and the extra `env`.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_under_ulimit("", env)
+    }
+
+    /// Like [`ServerProcess::start`], but first runs the shell's `ulimit` with `ulimit_args`
+    /// (`-n 64`, say) unless they are empty.
+    pub fn start_under_ulimit(ulimit_args: &str, env: &[(&str, &str)]) -> Self {
         let cwd = tempfile::tempdir().unwrap();
         let mut vars = vec![
             ("DATA_DIR", DATA_DIR),
@@ -261,7 +267,20 @@ impl ServerProcess {
             ("LOG_FORMAT", "json"),
         ];
         vars.extend_from_slice(env);
-        let mut child = monolith(cwd.path(), &[], &vars)
+        let mut command = if ulimit_args.is_empty() {
+            monolith(cwd.path(), &[], &vars)
+        } else {
+            let mut command = Command::new("/bin/sh");
+            command
+                .arg("-c")
+                .arg(format!("ulimit {ulimit_args} && exec \"$0\""))
+                .arg(binary())
+                .current_dir(cwd.path())
+                .env_clear()
+                .envs(vars.iter().copied());
+            command
+        };
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -464,6 +483,8 @@ const NUMERIC_SETTINGS: &[(&str, u64, u64)] = &[
     ("RATE_LIMIT_PER_SECOND", 0, 1_000_000),
     ("RATE_LIMIT_BURST", 0, 1_000_000),
     ("MAX_RECORDS_PER_RESOURCE", 1, 100_000_000),
+    ("WRITE_TIMEOUT_SECS", 1, 3_600),
+    ("MAX_CONNECTIONS", 1, 1_000_000),
 ];
 
 /// Values no numeric setting takes: what the issue lists, plus the neighbours of the range.

@@ -213,6 +213,8 @@ fn env_example_lists_every_variable_with_its_default() {
         ("MAX_BODY_BYTES", "65536"),
         ("REQUEST_TIMEOUT_SECS", "10"),
         ("HEADER_READ_TIMEOUT_SECS", "10"),
+        ("WRITE_TIMEOUT_SECS", "20"),
+        ("MAX_CONNECTIONS", "1024"),
         ("CORS_ALLOWED_ORIGINS", ""),
         ("RATE_LIMIT_PER_SECOND", "0"),
         ("RATE_LIMIT_BURST", "0"),

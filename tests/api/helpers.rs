@@ -203,6 +203,25 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// A data folder with `count` books of about 100 bytes of JSON each, for tests that need
+/// large responses.
+pub fn many_books(count: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut json = String::with_capacity(count * 110);
+    json.push('[');
+    for id in 1..=count {
+        if id > 1 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            r#"{{"id":{id},"title":"Book number {id:08} of a long shelf","author":"Author {id:08} and friends"}}"#
+        ));
+    }
+    json.push(']');
+    std::fs::write(dir.path().join("books.json"), json).unwrap();
+    dir
+}
+
 /// The path of the built `monolith` binary.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_monolith"))

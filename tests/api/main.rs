@@ -3,12 +3,14 @@
 mod auction;
 mod books;
 pub mod cli;
+mod connections;
 mod deploy;
 mod docs;
 mod echo;
 mod edge;
 mod errors;
 mod helpers;
+mod http2;
 mod lists;
 mod observability;
 mod ops;

@@ -1,0 +1,431 @@
+//! Connection-level defences, below HTTP: every accepted connection is counted against a cap and
+//! wrapped so that it must speak within a deadline and must read what it is sent.
+//!
+//! [`Guard`] is an axum-server acceptor. For HTTPS it wraps the TLS acceptor, so that its
+//! checks see decrypted bytes: a client that completes the TLS handshake and then sends nothing
+//! is as silent as one that sends nothing at all.
+//!
+//! - **First byte**: a connection must send enough for hyper to tell HTTP/1 from HTTP/2 within
+//!   `HEADER_READ_TIMEOUT_SECS` of being accepted, or it is closed. Past that point hyper's own
+//!   header timeout (HTTP/1) or keep-alive pings (HTTP/2) take over.
+//! - **Write deadline**: a write that stays blocked (the client does not read and the socket
+//!   buffers are full) for `WRITE_TIMEOUT_SECS` fails, which closes the connection.
+//! - **Cap**: at most `MAX_CONNECTIONS` connections are open. At the cap, a new connection
+//!   displaces the oldest one that has not sent a request yet; if every connection has, the new
+//!   one is closed at once.
+//!
+//! [`raise_fd_limit`] and [`connection_cap`] fit the cap to the process's file descriptors.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum_server::accept::Accept;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+/// File descriptors kept back from the cap for everything but client connections: the
+/// listener, the runtime's epoll and event descriptors, standard streams, certificate reloads,
+/// and connections accepted but not yet closed after being displaced. A running server uses
+/// about a dozen.
+pub const FD_RESERVE: u64 = 32;
+
+/// What every HTTP/2 client sends first; until the bytes received differ from it, or are all
+/// of it, hyper cannot tell which HTTP version the client speaks.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The per-connection time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// How long after accept the client has to show which HTTP version it speaks.
+    pub first_byte: Duration,
+    /// How long one write may stay blocked.
+    pub write: Duration,
+}
+
+/// An acceptor that counts connections against a cap and wraps each in [`GuardedIo`] and
+/// [`MarkInUse`]; `inner` is the acceptor that runs first (plain, or the TLS handshake).
+#[derive(Clone)]
+pub struct Guard<A> {
+    inner: A,
+    deadlines: Deadlines,
+    registry: Arc<Registry>,
+}
+
+impl<A> Guard<A> {
+    /// Guards connections accepted by `inner`, at most `cap` of them at once.
+    pub fn new(inner: A, deadlines: Deadlines, cap: usize) -> Self {
+        Self {
+            inner,
+            deadlines,
+            registry: Arc::new(Registry {
+                cap: cap.max(1),
+                open: Mutex::new(Open::default()),
+            }),
+        }
+    }
+}
+
+impl<A, S> Accept<TcpStream, S> for Guard<A>
+where
+    A: Accept<TcpStream, S>,
+    A::Future: Send + 'static,
+    A::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A::Service: Send + 'static,
+{
+    type Stream = GuardedIo<A::Stream>;
+    type Service = MarkInUse<A::Service>;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let first_byte_by = Instant::now() + self.deadlines.first_byte;
+        let write_timeout = self.deadlines.write;
+        let Some(mut slot) = Registry::admit(&self.registry) else {
+            tracing::warn!(
+                cap = self.registry.cap,
+                "connection refused: every connection is in use (MAX_CONNECTIONS)"
+            );
+            // Dropping the stream closes it.
+            return Box::pin(std::future::ready(Err(io::Error::other(
+                "connection cap reached",
+            ))));
+        };
+        let handshake = self.inner.accept(stream, service);
+        Box::pin(async move {
+            // The first-byte deadline counts from accept, so a slow TLS handshake uses it up;
+            // and a connection can be displaced in the middle of its handshake.
+            let (io, service) = tokio::select! {
+                accepted = handshake => accepted?,
+                () = slot.displaced() => return Err(displaced()),
+            };
+            let in_use = Arc::clone(&slot.in_use);
+            Ok((
+                GuardedIo::new(io, slot, first_byte_by, write_timeout),
+                MarkInUse {
+                    inner: service,
+                    in_use,
+                },
+            ))
+        })
+    }
+}
+
+/// The open connections, oldest first.
+struct Registry {
+    cap: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    connections: BTreeMap<u64, Entry>,
+}
+
+struct Entry {
+    in_use: Arc<AtomicBool>,
+    displace: oneshot::Sender<()>,
+}
+
+impl Registry {
+    /// Registers a new connection, displacing the oldest one that has made no request if the
+    /// cap is reached; `None` if every open connection has made one.
+    fn admit(registry: &Arc<Self>) -> Option<Slot> {
+        let mut open = registry.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.connections.len() >= registry.cap {
+            let idle = open
+                .connections
+                .iter()
+                .find(|(_, entry)| !entry.in_use.load(Ordering::Acquire))
+                .map(|(id, _)| *id)?;
+            if let Some(entry) = open.connections.remove(&idle) {
+                // The receiver may be gone already if that connection is closing anyway.
+                let _ = entry.displace.send(());
+                tracing::debug!(
+                    "connection cap reached: closed the oldest connection without a request"
+                );
+            }
+        }
+        let id = open.next_id;
+        open.next_id += 1;
+        let in_use = Arc::new(AtomicBool::new(false));
+        let (displace, displaced) = oneshot::channel();
+        open.connections.insert(
+            id,
+            Entry {
+                in_use: Arc::clone(&in_use),
+                displace,
+            },
+        );
+        Some(Slot {
+            registry: Arc::clone(registry),
+            id,
+            in_use,
+            displaced,
+        })
+    }
+}
+
+/// One connection's place under the cap; freed on drop.
+struct Slot {
+    registry: Arc<Registry>,
+    id: u64,
+    in_use: Arc<AtomicBool>,
+    displaced: oneshot::Receiver<()>,
+}
+
+impl Slot {
+    /// Ready once the connection has been displaced to make room for a newer one.
+    fn poll_displaced(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // A request marks the connection in use, and a connection in use is never displaced.
+        if self.in_use.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.displaced).poll(cx).map(|_| ())
+    }
+
+    async fn displaced(&mut self) {
+        std::future::poll_fn(|cx| self.poll_displaced(cx)).await;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .connections
+            .remove(&self.id);
+    }
+}
+
+fn displaced() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "displaced at the connection cap",
+    )
+}
+
+/// A connection's byte stream with the first-byte and write deadlines applied.
+pub struct GuardedIo<I> {
+    io: I,
+    slot: Slot,
+    /// Bytes of the HTTP/2 preface matched so far, while the version is still unknown; with
+    /// it, the deadline for the client to make it known.
+    version_unknown: Option<(usize, Pin<Box<Sleep>>)>,
+    write_timeout: Duration,
+    /// Armed while a write is blocked.
+    write_blocked: Option<Pin<Box<Sleep>>>,
+}
+
+impl<I> GuardedIo<I> {
+    fn new(io: I, slot: Slot, first_byte_by: Instant, write_timeout: Duration) -> Self {
+        Self {
+            io,
+            slot,
+            version_unknown: Some((0, Box::pin(tokio::time::sleep_until(first_byte_by)))),
+            write_timeout,
+            write_blocked: None,
+        }
+    }
+
+    /// Follows hyper's HTTP version detection over the bytes just read.
+    fn saw(&mut self, bytes: &[u8]) {
+        let Some((matched, _)) = &mut self.version_unknown else {
+            return;
+        };
+        let known = if bytes.is_empty() {
+            // End of stream: hyper stops waiting too.
+            true
+        } else {
+            let rest = &H2_PREFACE[*matched..];
+            let n = bytes.len().min(rest.len());
+            if bytes[..n] == rest[..n] {
+                *matched += n;
+                *matched == H2_PREFACE.len()
+            } else {
+                true
+            }
+        };
+        if known {
+            self.version_unknown = None;
+        }
+    }
+
+    /// Runs one write-side operation, failing it once it has been blocked for too long.
+    fn guard_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(Pin<&mut I>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>>
+    where
+        I: Unpin,
+    {
+        if self.slot.poll_displaced(cx).is_ready() {
+            return Poll::Ready(Err(displaced()));
+        }
+        match op(Pin::new(&mut self.io), cx) {
+            Poll::Ready(result) => {
+                self.write_blocked = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let timeout = self.write_timeout;
+                let deadline = self
+                    .write_blocked
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    tracing::debug!("closing a connection whose client stopped reading");
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client read nothing within WRITE_TIMEOUT_SECS",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for GuardedIo<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.slot.poll_displaced(cx).is_ready() {
+            return Poll::Ready(Err(displaced()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.saw(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let late = match &mut this.version_unknown {
+                    Some((_, deadline)) => deadline.as_mut().poll(cx).is_ready(),
+                    None => false,
+                };
+                if late {
+                    tracing::debug!("closing a connection that did not speak in time");
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request within HEADER_READ_TIMEOUT_SECS",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for GuardedIo<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .guard_write(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .guard_write(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().guard_write(cx, |io, cx| io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .guard_write(cx, |io, cx| io.poll_shutdown(cx))
+    }
+}
+
+/// A connection's service that marks the connection in use at its first request, which
+/// protects it from being displaced at the cap.
+#[derive(Clone)]
+pub struct MarkInUse<S> {
+    inner: S,
+    in_use: Arc<AtomicBool>,
+}
+
+impl<S, R> tower::Service<R> for MarkInUse<S>
+where
+    S: tower::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.in_use.store(true, Ordering::Release);
+        self.inner.call(request)
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, and logs both. A failure is logged,
+/// not fatal: the server can still run, with a lower connection cap.
+pub fn raise_fd_limit() {
+    let before = match rlimit::Resource::NOFILE.get() {
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the file-descriptor limit");
+            return;
+        }
+    };
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the file-descriptor limit");
+    }
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, hard)) => {
+            tracing::info!(soft_before = before, soft, hard, "file-descriptor limit");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the file-descriptor limit"),
+    }
+}
+
+/// The connection cap in force: `configured`, lowered if need be so that the connections and
+/// [`FD_RESERVE`] fit within the soft limit on open files. Logs a warning when it lowers it.
+pub fn connection_cap(configured: usize) -> usize {
+    let Ok((soft, _)) = rlimit::Resource::NOFILE.get() else {
+        return configured;
+    };
+    let room = usize::try_from(soft.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+    if room < configured {
+        tracing::warn!(
+            configured,
+            max_connections = room,
+            fd_limit = soft,
+            "MAX_CONNECTIONS lowered to fit the file-descriptor limit"
+        );
+        room
+    } else {
+        configured
+    }
+}
