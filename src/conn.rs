@@ -10,6 +10,11 @@
 //!   header timeout (HTTP/1) or keep-alive pings (HTTP/2) take over.
 //! - **Write deadline**: a write that stays blocked (the client does not read and the socket
 //!   buffers are full) for `WRITE_TIMEOUT_SECS` fails, which closes the connection.
+//! - **Stalled responses**: a response body that has waited `WRITE_TIMEOUT_SECS` for the
+//!   connection to take its next frame closes the connection. This is what catches an HTTP/2
+//!   client that answers pings but never opens its flow-control window: hyper then writes
+//!   nothing at all, so no write is ever blocked, yet the response makes no progress. A body
+//!   that is waiting for data of its own (its poll returned `Pending`) is not stalled.
 //! - **Cap**: at most `MAX_CONNECTIONS` connections are open. At the cap, a new connection
 //!   displaces the oldest one that has not sent a request yet; if every connection has, the new
 //!   one is closed at once.
@@ -20,12 +25,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http::Response;
 use axum_server::accept::Accept;
+use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -51,7 +58,7 @@ pub struct Deadlines {
 }
 
 /// An acceptor that counts connections against a cap and wraps each in [`GuardedIo`] and
-/// [`MarkInUse`]; `inner` is the acceptor that runs first (plain, or the TLS handshake).
+/// [`Tracked`]; `inner` is the acceptor that runs first (plain, or the TLS handshake).
 #[derive(Clone)]
 pub struct Guard<A> {
     inner: A,
@@ -81,7 +88,7 @@ where
     A::Service: Send + 'static,
 {
     type Stream = GuardedIo<A::Stream>;
-    type Service = MarkInUse<A::Service>;
+    type Service = Tracked<A::Service>;
     type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
@@ -106,11 +113,13 @@ where
                 () = slot.displaced() => return Err(displaced()),
             };
             let in_use = Arc::clone(&slot.in_use);
+            let waiting = Arc::new(Waiting::default());
             Ok((
-                GuardedIo::new(io, slot, first_byte_by, write_timeout),
-                MarkInUse {
+                GuardedIo::new(io, slot, first_byte_by, write_timeout, Arc::clone(&waiting)),
+                Tracked {
                     inner: service,
                     in_use,
+                    waiting,
                 },
             ))
         })
@@ -224,17 +233,56 @@ pub struct GuardedIo<I> {
     write_timeout: Duration,
     /// Armed while a write is blocked.
     write_blocked: Option<Pin<Box<Sleep>>>,
+    /// This connection's response bodies waiting for the connection to take a frame.
+    waiting: Arc<Waiting>,
+    /// Armed for when the longest-waiting body will have waited too long.
+    stall_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<I> GuardedIo<I> {
-    fn new(io: I, slot: Slot, first_byte_by: Instant, write_timeout: Duration) -> Self {
+    fn new(
+        io: I,
+        slot: Slot,
+        first_byte_by: Instant,
+        write_timeout: Duration,
+        waiting: Arc<Waiting>,
+    ) -> Self {
         Self {
             io,
             slot,
             version_unknown: Some((0, Box::pin(tokio::time::sleep_until(first_byte_by)))),
             write_timeout,
             write_blocked: None,
+            waiting,
+            stall_timer: None,
         }
+    }
+
+    /// `Err` once a response has waited `WRITE_TIMEOUT_SECS` for the connection to take its
+    /// next frame; otherwise arms a timer that wakes this connection when that would happen.
+    ///
+    /// Checked whenever the connection reads or writes: an HTTP/2 connection keeps reading
+    /// (pings, if nothing else), so the check runs within a ping interval of the deadline.
+    fn check_stalled(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(since) = self.waiting.oldest() else {
+            self.stall_timer = None;
+            return Ok(());
+        };
+        let deadline = since + self.write_timeout;
+        let timer = self
+            .stall_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            tracing::debug!("closing a connection whose client takes no more of a response");
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "a response made no progress within WRITE_TIMEOUT_SECS",
+            ));
+        }
+        Ok(())
     }
 
     /// Follows hyper's HTTP version detection over the bytes just read.
@@ -271,6 +319,9 @@ impl<I> GuardedIo<I> {
     {
         if self.slot.poll_displaced(cx).is_ready() {
             return Poll::Ready(Err(displaced()));
+        }
+        if let Err(e) = self.check_stalled(cx) {
+            return Poll::Ready(Err(e));
         }
         match op(Pin::new(&mut self.io), cx) {
             Poll::Ready(result) => {
@@ -313,6 +364,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for GuardedIo<I> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                if let Err(e) = this.check_stalled(cx) {
+                    return Poll::Ready(Err(e));
+                }
                 let late = match &mut this.version_unknown {
                     Some((_, deadline)) => deadline.as_mut().poll(cx).is_ready(),
                     None => false,
@@ -363,21 +417,24 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for GuardedIo<I> {
     }
 }
 
-/// A connection's service that marks the connection in use at its first request, which
-/// protects it from being displaced at the cap.
+/// A connection's service: it marks the connection in use at its first request, which
+/// protects it from being displaced at the cap, and tracks its response bodies so that a
+/// stalled one can close the connection.
 #[derive(Clone)]
-pub struct MarkInUse<S> {
+pub struct Tracked<S> {
     inner: S,
     in_use: Arc<AtomicBool>,
+    waiting: Arc<Waiting>,
 }
 
-impl<S, R> tower::Service<R> for MarkInUse<S>
+impl<S, R, B> tower::Service<R> for Tracked<S>
 where
-    S: tower::Service<R>,
+    S: tower::Service<R, Response = Response<B>>,
+    S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<ProgressBody<B>>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -385,7 +442,80 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         self.in_use.store(true, Ordering::Release);
-        self.inner.call(request)
+        let response = self.inner.call(request);
+        let waiting = Arc::clone(&self.waiting);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| ProgressBody::new(body, waiting)))
+        })
+    }
+}
+
+/// A connection's response bodies that have a frame ready to go, or have not been asked for
+/// their first one yet: each waits for the connection, not for data of its own.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    since: Mutex<BTreeMap<u64, Instant>>,
+    next_id: AtomicU64,
+}
+
+impl Waiting {
+    fn bodies(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Instant>> {
+        self.since.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Since when the longest-waiting body has waited.
+    fn oldest(&self) -> Option<Instant> {
+        self.bodies().values().min().copied()
+    }
+}
+
+/// A response body that records, in its connection's [`Waiting`], when it waits for the
+/// connection to take its next frame.
+pub struct ProgressBody<B> {
+    inner: B,
+    id: u64,
+    waiting: Arc<Waiting>,
+}
+
+impl<B> ProgressBody<B> {
+    fn new(inner: B, waiting: Arc<Waiting>) -> Self {
+        let id = waiting.next_id.fetch_add(1, Ordering::Relaxed);
+        // Not asked for anything yet: hyper asks once the client can take data.
+        waiting.bodies().insert(id, Instant::now());
+        Self { inner, id, waiting }
+    }
+}
+
+impl<B: Body + Unpin> Body for ProgressBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        this.waiting.bodies().remove(&this.id);
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            this.waiting.bodies().insert(this.id, Instant::now());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for ProgressBody<B> {
+    fn drop(&mut self) {
+        self.waiting.bodies().remove(&self.id);
     }
 }
 

@@ -247,12 +247,8 @@ async fn an_http2_client_that_answers_no_ping_is_closed() {
     config.header_read_timeout = Duration::from_secs(1);
     config.write_timeout = Duration::from_secs(1);
     let server = RunningServer::start(config).await;
+    // No request open, so only keep-alive can end it (a stalled response would end it sooner).
     let (mut stream, _) = connect_with_zero_window(server.addr).await;
-    let mut requests = Vec::new();
-    for n in 0..100 {
-        requests.extend(get(2 * n + 1, "/api/v1/books", &[]));
-    }
-    stream.write_all(&requests).await.unwrap();
     let sent = Instant::now();
     // Silent for HEADER_READ_TIMEOUT_SECS, the client is pinged; unanswered for
     // WRITE_TIMEOUT_SECS, the connection is closed.
@@ -269,6 +265,46 @@ async fn an_http2_client_that_answers_no_ping_is_closed() {
     assert!(
         closed >= Duration::from_millis(1900),
         "not before: {closed:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_http2_client_that_answers_pings_but_never_opens_its_window_is_closed() {
+    // What a real HTTP/2 library does: it answers every ping, so keep-alive never fails; but it
+    // never takes any of the answers.
+    let mut config = test_config();
+    config.header_read_timeout = Duration::from_secs(1);
+    config.write_timeout = Duration::from_secs(2);
+    let server = RunningServer::start(config).await;
+    let (mut stream, _) = connect_with_zero_window(server.addr).await;
+    let mut requests = Vec::new();
+    for n in 0..10 {
+        requests.extend(get(2 * n + 1, "/api/v1/books", &[]));
+    }
+    stream.write_all(&requests).await.unwrap();
+    let sent = Instant::now();
+    let mut pings_answered = 0;
+    let closed = loop {
+        let left = Duration::from_secs(10).saturating_sub(sent.elapsed());
+        match tokio::time::timeout(left, read_frame(&mut stream)).await {
+            Ok(Some(f)) if f.kind == PING && f.flags & ACK == 0 => {
+                stream
+                    .write_all(&frame(PING, ACK, 0, &f.payload))
+                    .await
+                    .unwrap();
+                pings_answered += 1;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break sent.elapsed(),
+            Err(_) => panic!("still open after 10 s, {pings_answered} pings answered"),
+        }
+    };
+    assert!(pings_answered >= 1, "the server pinged and was answered");
+    // Stalled after WRITE_TIMEOUT_SECS; noticed at the latest at the next ping.
+    assert!(
+        (Duration::from_millis(1900)..Duration::from_secs(5)).contains(&closed),
+        "closed after {closed:?}"
     );
     server.stop().await;
 }
