@@ -291,9 +291,9 @@ impl Default for AuctionTable {
             users: BTreeMap::new(),
             items: BTreeMap::new(),
             bids: BTreeMap::new(),
-            user_ids: IdCounter::new("user"),
-            item_ids: IdCounter::new("item"),
-            bid_ids: IdCounter::new("bid"),
+            user_ids: IdCounter::new("user", "user ids"),
+            item_ids: IdCounter::new("item", "item ids"),
+            bid_ids: IdCounter::new("bid", "bid ids"),
             next_seq: 0,
         }
     }
@@ -381,10 +381,10 @@ impl AuctionTable {
     }
 
     /// A new user under the next free id.
-    pub fn create_user(&mut self, name: Name) -> User {
-        let id = self.user_ids.next();
+    pub fn create_user(&mut self, name: Name) -> Result<User, StoreError> {
+        let id = self.user_ids.next(|id| self.users.contains_key(id))?;
         self.upsert_user(id.clone(), name);
-        self.get_user(id.as_str()).expect("just inserted")
+        Ok(self.get_user(id.as_str()).expect("just inserted"))
     }
 
     /// Creates or renames the user `id`; their bids stay.
@@ -487,11 +487,12 @@ impl AuctionTable {
     }
 
     /// A new item under the next free id.
-    pub fn create_item(&mut self, name: Name) -> Item {
-        let id = self.item_ids.next();
+    pub fn create_item(&mut self, name: Name) -> Result<Item, StoreError> {
+        let id = self.item_ids.next(|id| self.items.contains_key(id))?;
         self.upsert_item(id.clone(), name);
-        self.get_item(id.as_str(), ItemDetail::BidIds)
-            .expect("just inserted")
+        Ok(self
+            .get_item(id.as_str(), ItemDetail::BidIds)
+            .expect("just inserted"))
     }
 
     /// Creates or renames the item `id`; its bids stay.
@@ -580,7 +581,7 @@ impl AuctionTable {
     pub fn place_bid(&mut self, bid: NewBid) -> Result<Bid, StoreError> {
         // Check before taking an id, so a refused bid uses none up.
         self.check_references(&bid)?;
-        let id = self.bid_ids.next();
+        let id = self.bid_ids.next(|id| self.bids.contains_key(id))?;
         self.insert_bid(id.clone(), bid)?;
         Ok(self.bid_view(&id))
     }
@@ -811,10 +812,10 @@ mod tests {
         let (_, upsert) = t.put_item("item7", name("new"));
         assert_eq!(upsert, Upsert::Created);
         // Server-assigned ids continue above the client's.
-        assert_eq!(t.create_item(name("next")).id, "item8");
+        assert_eq!(t.create_item(name("next")).unwrap().id, "item8");
         let (_, upsert) = t.put_user("u1", name("Al"));
         assert_eq!(upsert, Upsert::Replaced);
-        assert_eq!(t.create_user(name("x")).id, "user1");
+        assert_eq!(t.create_user(name("x")).unwrap().id, "user1");
     }
 
     #[test]

@@ -124,7 +124,7 @@ impl AuctionStore for MemoryStore {
     }
 
     async fn create_user(&self, name: Name) -> Result<User, StoreError> {
-        Ok(self.auction_mut().create_user(name))
+        self.auction_mut().create_user(name)
     }
 
     async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError> {
@@ -148,7 +148,7 @@ impl AuctionStore for MemoryStore {
     }
 
     async fn create_item(&self, name: Name) -> Result<Item, StoreError> {
-        Ok(self.auction_mut().create_item(name))
+        self.auction_mut().create_item(name)
     }
 
     async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError> {

@@ -9,6 +9,7 @@ mod echo;
 mod edge;
 mod errors;
 mod helpers;
+mod ids;
 mod observability;
 mod ops;
 pub mod server;
