@@ -129,6 +129,10 @@ impl IdCounter {
 
 /// Compares two strings chunk by chunk, digit runs by numeric value; a total order that falls
 /// back to plain string order so that distinct strings (`a01`, `a1`) never compare equal.
+///
+/// Any other pair of bytes, a digit against a non-digit included, compares as ASCII: in the id
+/// alphabet `-` < `0`–`9` < `A`–`Z` < `_` < `a`–`z`, so `u-` < `u1` < `uA` < `u_` < `ua`. A
+/// string sorts before any longer string it starts (`u` < `u1`).
 fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
     while let (Some(&cx), Some(&cy)) = (x.first(), y.first()) {
@@ -185,6 +189,19 @@ mod tests {
     }
 
     #[test]
+    fn a_digit_against_another_id_byte_sorts_as_ascii() {
+        assert_eq!(
+            sorted(&["ua", "u_", "uA", "u1", "u-", "u"]),
+            ["u", "u-", "u1", "uA", "u_", "ua"]
+        );
+        // Equal digit runs, then the same rule; unequal runs decide first (`1` < `12`).
+        assert_eq!(
+            sorted(&["u1a", "u1_", "u1A", "u12", "u1-"]),
+            ["u1-", "u1A", "u1_", "u1a", "u12"]
+        );
+    }
+
+    #[test]
     fn letters_then_numbers_and_distinct_strings_never_tie() {
         assert_eq!(sorted(&["item2", "bid1", "a"]), ["a", "bid1", "item2"]);
         assert_ne!(
@@ -225,6 +242,30 @@ mod tests {
         assert_eq!(next(&mut counter), "bid11");
         counter.observe("bid5");
         assert_eq!(next(&mut counter), "bid12");
+    }
+
+    #[test]
+    fn ids_with_leading_zeros_or_a_sign_do_not_move_the_counter() {
+        let mut counter = IdCounter::new("bid", "bid ids");
+        // `u64::from_str` would read `+5` as 5.
+        for seen in ["bid007", "bid0", "bid00", "bid+5"] {
+            counter.observe(seen);
+        }
+        assert_eq!(next(&mut counter), "bid1");
+        counter.observe("bid7");
+        assert_eq!(next(&mut counter), "bid8");
+    }
+
+    #[test]
+    fn ids_at_or_above_the_cap_are_not_counted_and_the_one_below_is() {
+        let mut counter = IdCounter::new("bid", "bid ids");
+        for seen in [COUNTED_BELOW, COUNTED_BELOW + 1, u64::MAX] {
+            counter.observe(&format!("bid{seen}"));
+        }
+        assert_eq!(next(&mut counter), "bid1");
+        counter.observe(&format!("bid{}", COUNTED_BELOW - 1));
+        assert_eq!(next(&mut counter), format!("bid{COUNTED_BELOW}"));
+        assert_eq!(COUNTED_BELOW, 9_007_199_254_740_992);
     }
 
     #[test]
