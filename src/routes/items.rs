@@ -335,7 +335,8 @@ pub async fn list_items(
 
 /// Create an item
 ///
-/// The server assigns the id: `item` and the next number above the highest ever used.
+/// The server assigns the id: `item` and the next number above the highest ever used that no
+/// item has.
 #[utoipa::path(
     post,
     path = "/items",

@@ -163,7 +163,8 @@ pub async fn list_users(
 
 /// Create a user
 ///
-/// The server assigns the id: `user` and the next number above the highest ever used.
+/// The server assigns the id: `user` and the next number above the highest ever used that no
+/// user has.
 #[utoipa::path(
     post,
     path = "/users",

@@ -316,9 +316,9 @@ impl AuctionTable {
             items: RankedMap::new(),
             bids: RankedMap::new(),
             placements: RankedMap::new(),
-            user_ids: IdCounter::new("user"),
-            item_ids: IdCounter::new("item"),
-            bid_ids: IdCounter::new("bid"),
+            user_ids: IdCounter::new("user", "user ids"),
+            item_ids: IdCounter::new("item", "item ids"),
+            bid_ids: IdCounter::new("bid", "bid ids"),
             next_seq: 0,
             next_item_key: 0,
             max_records,
@@ -376,7 +376,7 @@ impl AuctionTable {
     /// A new user under the next free id.
     pub fn create_user(&mut self, name: Name) -> Result<User, StoreError> {
         self.check_room("users", self.users.len())?;
-        let id = self.user_ids.next();
+        let id = self.user_ids.next(|id| self.users.contains_key(id))?;
         self.upsert_user(id.clone(), name);
         self.get_user(id.as_str())
     }
@@ -488,7 +488,7 @@ impl AuctionTable {
     /// A new item under the next free id.
     pub fn create_item(&mut self, name: Name) -> Result<Item, StoreError> {
         self.check_room("items", self.items.len())?;
-        let id = self.item_ids.next();
+        let id = self.item_ids.next(|id| self.items.contains_key(id))?;
         self.upsert_item(id.clone(), name);
         self.get_item(id.as_str())
     }
@@ -608,7 +608,7 @@ impl AuctionTable {
         // Check before taking an id, so a refused bid uses none up.
         self.check_room("bids", self.bids.len())?;
         self.check_references(&bid)?;
-        let id = self.bid_ids.next();
+        let id = self.bid_ids.next(|id| self.bids.contains_key(id))?;
         self.insert_bid(id.clone(), bid)?;
         Ok(self.bid_view(&id))
     }

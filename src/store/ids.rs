@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::StoreError;
+
 /// A string id that sorts naturally: runs of digits compare as numbers.
 ///
 /// The original bid tracker ordered ids as plain strings, which put `bid10` before `bid9`.
@@ -53,35 +55,53 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Hands out ids `{prefix}{n}`: the next number above the highest ever seen, so that no id is
-/// handed out twice, not even after a delete.
+/// Hands out ids `{prefix}{n}` that do not exist: the next number above the highest ever seen or
+/// handed out, so that the counter never hands out an id twice, not even after a delete.
+///
+/// Why a created id never equals a record's id: only `{prefix}{n}` with `n` in canonical form
+/// (no leading zeros) could. Below [`COUNTED_BELOW`], [observing](IdCounter::observe) such an id
+/// moves the counter past it, so the counter never reaches it. At or above the cap, ids are not
+/// counted, so that one `PUT /users/user18446744073709551615` cannot exhaust the counter; but the
+/// counter can still get there (a client puts `user9007199254740991`), so [`IdCounter::next`] asks
+/// the table whether each candidate exists and skips taken ones. Every id skipped is a record a
+/// client or the seed put above the cap, and the counter only goes up, so each such record is
+/// skipped at most once: O(1) amortised.
+///
+/// One consequence: an uncounted id that a client put and then deleted may later be handed out
+/// by the counter; it does not exist then, and the counter never hands it out again.
 #[derive(Clone, Debug)]
 pub struct IdCounter {
     prefix: &'static str,
+    /// What runs out, for [`StoreError::Exhausted`]: `user ids`.
+    kind: &'static str,
     highest: u64,
 }
 
-/// Numbers at or above this are not counted: a client could otherwise `PUT /users/user{u64::MAX}`
-/// and exhaust the counter. Such ids cannot collide with generated ones before the counter
-/// reaches them, which it never will.
+/// Numbers at or above this (2^53) are not counted: a client could otherwise
+/// `PUT /users/user{u64::MAX}` and exhaust the counter at once.
 const COUNTED_BELOW: u64 = 1 << 53;
 
 impl IdCounter {
-    /// A counter for ids that start with `prefix`, starting at 1.
-    pub fn new(prefix: &'static str) -> Self {
-        Self { prefix, highest: 0 }
+    /// A counter for ids that start with `prefix`, starting at 1; `kind` names its ids in the
+    /// error when they run out (`user ids`).
+    pub fn new(prefix: &'static str, kind: &'static str) -> Self {
+        Self {
+            prefix,
+            kind,
+            highest: 0,
+        }
     }
 
-    /// Records an id as used: a later [`IdCounter::next`] returns a higher number.
+    /// Records an id as used: a later [`IdCounter::next`] returns a higher number. Only ids that
+    /// a generated one could equal count (the prefix, then digits without leading zeros), and
+    /// only below [`COUNTED_BELOW`].
     pub fn observe(&mut self, id: &str) {
         let Some(digits) = id.strip_prefix(self.prefix) else {
             return;
         };
         // Only the canonical spelling (`user7`, not `user07`) can equal a generated id.
-        if digits.is_empty()
-            || digits.starts_with('0')
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
+        // `u64::from_str` refuses an empty string but would take a sign (`+5`).
+        if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return;
         }
         if let Ok(n) = digits.parse::<u64>()
@@ -91,15 +111,28 @@ impl IdCounter {
         }
     }
 
-    /// The next id; it is also recorded as used.
-    pub fn next(&mut self) -> NaturalId {
-        self.highest += 1;
-        NaturalId(format!("{}{}", self.prefix, self.highest))
+    /// The next id for which `exists` is false; it is recorded as used. `Exhausted` once the
+    /// number would pass `u64::MAX`: never a wrap, never a panic.
+    pub fn next(&mut self, exists: impl Fn(&NaturalId) -> bool) -> Result<NaturalId, StoreError> {
+        loop {
+            self.highest = self
+                .highest
+                .checked_add(1)
+                .ok_or(StoreError::Exhausted(self.kind))?;
+            let id = NaturalId(format!("{}{}", self.prefix, self.highest));
+            if !exists(&id) {
+                return Ok(id);
+            }
+        }
     }
 }
 
 /// Compares two strings chunk by chunk, digit runs by numeric value; a total order that falls
 /// back to plain string order so that distinct strings (`a01`, `a1`) never compare equal.
+///
+/// Any other pair of bytes, a digit against a non-digit included, compares as ASCII: in the id
+/// alphabet `-` < `0`–`9` < `A`–`Z` < `_` < `a`–`z`, so `u-` < `u1` < `uA` < `u_` < `ua`. A
+/// string sorts before any longer string it starts (`u` < `u1`).
 fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
     while let (Some(&cx), Some(&cy)) = (x.first(), y.first()) {
@@ -156,6 +189,19 @@ mod tests {
     }
 
     #[test]
+    fn a_digit_against_another_id_byte_sorts_as_ascii() {
+        assert_eq!(
+            sorted(&["ua", "u_", "uA", "u1", "u-", "u"]),
+            ["u", "u-", "u1", "uA", "u_", "ua"]
+        );
+        // Equal digit runs, then the same rule; unequal runs decide first (`1` < `12`).
+        assert_eq!(
+            sorted(&["u1a", "u1_", "u1A", "u12", "u1-"]),
+            ["u1-", "u1A", "u1_", "u1a", "u12"]
+        );
+    }
+
+    #[test]
     fn letters_then_numbers_and_distinct_strings_never_tie() {
         assert_eq!(sorted(&["item2", "bid1", "a"]), ["a", "bid1", "item2"]);
         assert_ne!(
@@ -173,10 +219,15 @@ mod tests {
         );
     }
 
+    /// The next id of `counter` when no record exists.
+    fn next(counter: &mut IdCounter) -> String {
+        counter.next(|_| false).unwrap().0
+    }
+
     #[test]
     fn counters_continue_above_the_highest_canonical_id_seen() {
-        let mut counter = IdCounter::new("bid");
-        assert_eq!(counter.next().as_str(), "bid1");
+        let mut counter = IdCounter::new("bid", "bid ids");
+        assert_eq!(next(&mut counter), "bid1");
         for seen in [
             "bid9",
             "bid007",
@@ -187,10 +238,67 @@ mod tests {
         ] {
             counter.observe(seen);
         }
-        assert_eq!(counter.next().as_str(), "bid10");
-        assert_eq!(counter.next().as_str(), "bid11");
+        assert_eq!(next(&mut counter), "bid10");
+        assert_eq!(next(&mut counter), "bid11");
         counter.observe("bid5");
-        assert_eq!(counter.next().as_str(), "bid12");
+        assert_eq!(next(&mut counter), "bid12");
+    }
+
+    #[test]
+    fn ids_with_leading_zeros_or_a_sign_do_not_move_the_counter() {
+        let mut counter = IdCounter::new("bid", "bid ids");
+        // `u64::from_str` would read `+5` as 5.
+        for seen in ["bid007", "bid0", "bid00", "bid+5"] {
+            counter.observe(seen);
+        }
+        assert_eq!(next(&mut counter), "bid1");
+        counter.observe("bid7");
+        assert_eq!(next(&mut counter), "bid8");
+    }
+
+    #[test]
+    fn ids_at_or_above_the_cap_are_not_counted_and_the_one_below_is() {
+        let mut counter = IdCounter::new("bid", "bid ids");
+        for seen in [COUNTED_BELOW, COUNTED_BELOW + 1, u64::MAX] {
+            counter.observe(&format!("bid{seen}"));
+        }
+        assert_eq!(next(&mut counter), "bid1");
+        counter.observe(&format!("bid{}", COUNTED_BELOW - 1));
+        assert_eq!(next(&mut counter), format!("bid{COUNTED_BELOW}"));
+        assert_eq!(COUNTED_BELOW, 9_007_199_254_740_992);
+    }
+
+    #[test]
+    fn next_skips_ids_that_exist() {
+        let mut counter = IdCounter::new("user", "user ids");
+        counter.observe(&format!("user{}", COUNTED_BELOW - 1));
+        let taken = [
+            format!("user{COUNTED_BELOW}"),
+            format!("user{}", COUNTED_BELOW + 1),
+        ];
+        let exists = |id: &NaturalId| taken.iter().any(|t| t == id.as_str());
+        let id = counter.next(exists).unwrap();
+        assert_eq!(id.as_str(), format!("user{}", COUNTED_BELOW + 2));
+        // The counter went past the skipped ids for good.
+        assert_eq!(next(&mut counter), format!("user{}", COUNTED_BELOW + 3));
+    }
+
+    #[test]
+    fn a_counter_runs_out_at_u64_max_without_wrapping() {
+        let mut counter = IdCounter::new("bid", "bid ids");
+        counter.highest = u64::MAX - 2;
+        let last = format!("bid{}", u64::MAX);
+        assert_eq!(next(&mut counter), format!("bid{}", u64::MAX - 1));
+        assert_eq!(next(&mut counter), last);
+        for _ in 0..2 {
+            let err = counter.next(|_| false).unwrap_err();
+            assert!(matches!(err, StoreError::Exhausted("bid ids")), "{err}");
+        }
+        // Also when the last free number is taken.
+        let mut counter = IdCounter::new("bid", "bid ids");
+        counter.highest = u64::MAX - 1;
+        let err = counter.next(|id| id.as_str() == last).unwrap_err();
+        assert!(matches!(err, StoreError::Exhausted("bid ids")), "{err}");
     }
 
     #[test]

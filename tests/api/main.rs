@@ -11,6 +11,7 @@ mod edge;
 mod errors;
 mod helpers;
 mod http2;
+mod ids;
 mod lists;
 mod observability;
 mod ops;
