@@ -5,8 +5,9 @@
 //! store knows nothing of HTTP: it returns [`StoreError`], which the routes map to statuses.
 //!
 //! Layout: `books.rs` and `things.rs` hold each resource's records and rules, free of locks and
-//! I/O; `memory.rs` puts them behind locks; `seed.rs` reads `DATA_DIR`; `ids.rs` orders string ids;
-//! `text.rs` holds the rules of titles, authors and names.
+//! I/O; `memory.rs` puts them behind locks; `ordered.rs` is the order-statistic map they keep
+//! records in and the chunk reader every list goes through; `seed.rs` reads `DATA_DIR`; `ids.rs`
+//! orders and hands out string ids; `text.rs` holds the rules of titles, authors and names.
 
 mod auction;
 mod books;
