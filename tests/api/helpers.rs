@@ -226,3 +226,11 @@ pub fn many_books(count: usize) -> tempfile::TempDir {
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_monolith"))
 }
+
+/// The resident set size of process `pid`, in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}

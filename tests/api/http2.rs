@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cli::ServerProcess;
-use crate::helpers::{many_books, test_config};
+use crate::helpers::{many_books, rss_bytes, test_config};
 use crate::server::RunningServer;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -353,18 +353,9 @@ async fn an_http2_client_that_stops_reading_with_its_window_open_is_cut_off() {
     server.stop().await;
 }
 
-/// The resident set size of process `pid`, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
 /// The reported attack: one h2c connection, 200 streams listing every book, a zero window, no
 /// PING ever answered. The server must neither grow without bound nor hold the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
 async fn an_http2_client_that_reads_nothing_cannot_pin_memory() {
     const BOOKS: usize = 100_000;
     const STREAMS: u32 = 200;
@@ -377,7 +368,7 @@ async fn an_http2_client_that_reads_nothing_cannot_pin_memory() {
     ]);
     let pid = server.child.id();
     let addr: SocketAddr = server.address.parse().unwrap();
-    let baseline = rss(pid);
+    let baseline = rss_bytes(pid);
 
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -385,7 +376,7 @@ async fn an_http2_client_that_reads_nothing_cannot_pin_memory() {
         let (peak, sampling) = (peak.clone(), sampling.clone());
         std::thread::spawn(move || {
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                peak.fetch_max(rss(pid), std::sync::atomic::Ordering::Relaxed);
+                peak.fetch_max(rss_bytes(pid), std::sync::atomic::Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
         })

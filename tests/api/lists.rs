@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::cli::ServerProcess;
-use crate::helpers::{TestApp, data_dir_with, test_config};
+use crate::helpers::{TestApp, data_dir_with, rss_bytes, test_config};
 
 const LISTS: [&str; 6] = [
     "/api/v1/books",
@@ -301,13 +301,7 @@ fn a_seed_over_the_cap_stops_start_up_naming_the_file() {
 
 /// The resident memory of process `pid`, in MiB.
 fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024
+    rss_bytes(pid) >> 20
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
