@@ -16,8 +16,9 @@
 //!   nothing at all, so no write is ever blocked, yet the response makes no progress. A body
 //!   that is waiting for data of its own (its poll returned `Pending`) is not stalled.
 //! - **Cap**: at most `MAX_CONNECTIONS` connections are open. At the cap, a new connection
-//!   displaces the oldest one that has not sent a request yet; if every connection has, the new
-//!   one is closed at once.
+//!   displaces the oldest one with no request in flight (silent, or idle between requests: an
+//!   idle HTTP/2 connection that answers pings would otherwise hold its place for ever); if
+//!   every connection has a request in flight, the new one is closed at once.
 //!
 //! [`raise_fd_limit`] and [`connection_cap`] fit the cap to the process's file descriptors.
 
@@ -25,7 +26,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -112,13 +113,13 @@ where
                 accepted = handshake => accepted?,
                 () = slot.displaced() => return Err(displaced()),
             };
-            let in_use = Arc::clone(&slot.in_use);
+            let in_flight = Arc::clone(&slot.in_flight);
             let waiting = Arc::new(Waiting::default());
             Ok((
                 GuardedIo::new(io, slot, first_byte_by, write_timeout, Arc::clone(&waiting)),
                 Tracked {
                     inner: service,
-                    in_use,
+                    in_flight,
                     waiting,
                 },
             ))
@@ -139,44 +140,44 @@ struct Open {
 }
 
 struct Entry {
-    in_use: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
     displace: oneshot::Sender<()>,
 }
 
 impl Registry {
-    /// Registers a new connection, displacing the oldest one that has made no request if the
-    /// cap is reached; `None` if every open connection has made one.
+    /// Registers a new connection, displacing the oldest one with no request in flight if the
+    /// cap is reached; `None` if every open connection has one.
     fn admit(registry: &Arc<Self>) -> Option<Slot> {
         let mut open = registry.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.connections.len() >= registry.cap {
             let idle = open
                 .connections
                 .iter()
-                .find(|(_, entry)| !entry.in_use.load(Ordering::Acquire))
+                .find(|(_, entry)| entry.in_flight.load(Ordering::Acquire) == 0)
                 .map(|(id, _)| *id)?;
             if let Some(entry) = open.connections.remove(&idle) {
                 // The receiver may be gone already if that connection is closing anyway.
                 let _ = entry.displace.send(());
                 tracing::debug!(
-                    "connection cap reached: closed the oldest connection without a request"
+                    "connection cap reached: closed the oldest connection with no request in flight"
                 );
             }
         }
         let id = open.next_id;
         open.next_id += 1;
-        let in_use = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let (displace, displaced) = oneshot::channel();
         open.connections.insert(
             id,
             Entry {
-                in_use: Arc::clone(&in_use),
+                in_flight: Arc::clone(&in_flight),
                 displace,
             },
         );
         Some(Slot {
             registry: Arc::clone(registry),
             id,
-            in_use,
+            in_flight,
             displaced,
         })
     }
@@ -186,15 +187,17 @@ impl Registry {
 struct Slot {
     registry: Arc<Registry>,
     id: u64,
-    in_use: Arc<AtomicBool>,
+    /// Requests whose response is not finished yet.
+    in_flight: Arc<AtomicUsize>,
     displaced: oneshot::Receiver<()>,
 }
 
 impl Slot {
     /// Ready once the connection has been displaced to make room for a newer one.
     fn poll_displaced(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // A request marks the connection in use, and a connection in use is never displaced.
-        if self.in_use.load(Ordering::Acquire) {
+        // A connection is never displaced in the middle of a request; if it was chosen just as
+        // one arrived, it goes once that request is answered.
+        if self.in_flight.load(Ordering::Acquire) > 0 {
             return Poll::Pending;
         }
         Pin::new(&mut self.displaced).poll(cx).map(|_| ())
@@ -417,14 +420,31 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for GuardedIo<I> {
     }
 }
 
-/// A connection's service: it marks the connection in use at its first request, which
-/// protects it from being displaced at the cap, and tracks its response bodies so that a
-/// stalled one can close the connection.
+/// A connection's service: it counts the connection's requests in flight (from the request
+/// until its response body is done), which protect it from being displaced at the cap, and
+/// tracks its response bodies so that a stalled one can close the connection.
 #[derive(Clone)]
 pub struct Tracked<S> {
     inner: S,
-    in_use: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
     waiting: Arc<Waiting>,
+}
+
+/// One request in flight; counted from the request until dropped with its response body (or
+/// with the request, if it never got one).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<S, R, B> tower::Service<R> for Tracked<S>
@@ -441,12 +461,12 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        self.in_use.store(true, Ordering::Release);
+        let in_flight = InFlight::start(&self.in_flight);
         let response = self.inner.call(request);
         let waiting = Arc::clone(&self.waiting);
         Box::pin(async move {
             let response = response.await?;
-            Ok(response.map(|body| ProgressBody::new(body, waiting)))
+            Ok(response.map(|body| ProgressBody::new(body, waiting, in_flight)))
         })
     }
 }
@@ -476,14 +496,20 @@ pub struct ProgressBody<B> {
     inner: B,
     id: u64,
     waiting: Arc<Waiting>,
+    _in_flight: InFlight,
 }
 
 impl<B> ProgressBody<B> {
-    fn new(inner: B, waiting: Arc<Waiting>) -> Self {
+    fn new(inner: B, waiting: Arc<Waiting>, in_flight: InFlight) -> Self {
         let id = waiting.next_id.fetch_add(1, Ordering::Relaxed);
         // Not asked for anything yet: hyper asks once the client can take data.
         waiting.bodies().insert(id, Instant::now());
-        Self { inner, id, waiting }
+        Self {
+            inner,
+            id,
+            waiting,
+            _in_flight: in_flight,
+        }
     }
 }
 

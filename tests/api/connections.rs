@@ -305,6 +305,30 @@ async fn a_tls_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     server.stop().await;
 }
 
+/// Starts a request whose body never finishes arriving: a request in flight until `finish`.
+async fn start_slow_upload(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = "POST /api/v1/books HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+                content-length: 16\r\n\r\n{\"title\":";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Sends the rest of `start_slow_upload`'s body and reads the status line of the answer.
+async fn finish_slow_upload(stream: &mut TcpStream) -> String {
+    stream.write_all(b"\"abcd\"}").await.unwrap();
+    let mut buffer = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&buffer[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn at_the_connection_cap_a_new_client_displaces_the_oldest_silent_connection() {
     let mut config = test_config();
@@ -312,12 +336,9 @@ async fn at_the_connection_cap_a_new_client_displaces_the_oldest_silent_connecti
     config.header_read_timeout = Duration::from_secs(30);
     let server = RunningServer::start(config).await;
 
-    let mut in_use = TcpStream::connect(server.addr).await.unwrap();
-    assert!(
-        keep_alive_get(&mut in_use, "/healthz")
-            .await
-            .starts_with("HTTP/1.1 200")
-    );
+    // The oldest connection, but in the middle of a request.
+    let mut in_use = start_slow_upload(server.addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut silent = Vec::new();
     for _ in 0..3 {
         silent.push(TcpStream::connect(server.addr).await.unwrap());
@@ -333,11 +354,45 @@ async fn at_the_connection_cap_a_new_client_displaces_the_oldest_silent_connecti
         let closed = closed_within(younger, Duration::from_millis(200)).await;
         assert!(closed.is_none(), "younger silent connections stay");
     }
+    assert_eq!(
+        finish_slow_upload(&mut in_use).await,
+        "HTTP/1.1 201 Created",
+        "a connection with a request in flight is never displaced"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_idle_keep_alive_connections_make_room() {
+    // What locked every client out before: connections that made a request once and then sit
+    // idle (HTTP/1 keep-alive here; an HTTP/2 connection answering pings is the same to the cap).
+    let mut config = test_config();
+    config.max_connections = 2;
+    config.header_read_timeout = Duration::from_secs(30);
+    let server = RunningServer::start(config).await;
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        assert!(
+            keep_alive_get(&mut stream, "/healthz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        idle.push(stream);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = status_line(server.addr, "/healthz", Duration::from_secs(2)).await;
+    assert_eq!(line, "HTTP/1.1 200 OK");
     assert!(
-        keep_alive_get(&mut in_use, "/healthz")
+        closed_within(&mut idle[0], Duration::from_secs(1))
             .await
-            .starts_with("HTTP/1.1 200"),
-        "a connection that has made a request is never displaced"
+            .is_some(),
+        "the oldest idle connection made room"
+    );
+    assert!(
+        closed_within(&mut idle[1], Duration::from_millis(200))
+            .await
+            .is_none()
     );
     server.stop().await;
 }
@@ -350,14 +405,9 @@ async fn at_the_connection_cap_with_every_connection_in_use_a_new_one_is_closed(
     let server = RunningServer::start(config).await;
     let mut clients = Vec::new();
     for _ in 0..2 {
-        let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        assert!(
-            keep_alive_get(&mut stream, "/healthz")
-                .await
-                .starts_with("HTTP/1.1 200")
-        );
-        clients.push(stream);
+        clients.push(start_slow_upload(server.addr).await);
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut extra = TcpStream::connect(server.addr).await.unwrap();
     let closed = closed_within(&mut extra, Duration::from_secs(2)).await;
     assert!(closed.is_some(), "the server has no room for it");
