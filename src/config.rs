@@ -389,7 +389,15 @@ fn normalize_prefix(value: &str) -> Result<String, String> {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
     };
     if trimmed.split('/').all(valid_segment) {
-        Ok(format!("/{trimmed}"))
+        let prefix = format!("/{trimmed}");
+        // The operations endpoints sit at the root, beside the prefix: the index at the prefix
+        // itself would take their place.
+        if crate::routes::ops::PATHS.contains(&prefix.as_str()) {
+            return Err(format!(
+                "{prefix} is an operations endpoint; choose another prefix, such as /api/v1"
+            ));
+        }
+        Ok(prefix)
     } else {
         Err(
             "expected path segments of letters, digits, `-`, `_`, `.` or `~`, such as /api/v1"
@@ -448,6 +456,9 @@ mod tests {
             ("HOST", "not-an-ip"),
             ("API_PREFIX", "/a b"),
             ("API_PREFIX", "/a//{id}"),
+            ("API_PREFIX", "/healthz"),
+            ("API_PREFIX", "readyz/"),
+            ("API_PREFIX", "/metrics"),
             ("LOG_FORMAT", "xml"),
             ("RUST_LOG", "info,[[["),
             ("MAX_BODY_BYTES", "0"),
