@@ -150,9 +150,10 @@ fn bids_source(
             let (store, item) = (store.clone(), item.clone());
             Box::pin(async move {
                 match store.item_bids(&item, from, n).await {
+                    Ok((_, bids)) => Ok(bids),
                     // Deleted while its bids were being sent: the list ends here.
                     Err(StoreError::NotFound(_)) => Ok(Vec::new()),
-                    other => other,
+                    Err(e) => Err(e),
                 }
             })
         },
@@ -166,13 +167,22 @@ const ALL: Page = Page {
     limit: usize::MAX,
 };
 
-/// One item with its bid list, streamed: `{"item_id":…,"item":{…,"bids":[…]}}`.
-fn item_source(store: &Store, item: &store::Item, detail: BidDetail) -> impl JsonSource {
+/// One item with its bid list, streamed: `{"item_id":…,"item":{…,"bids":[…]}}`. The item's
+/// winner and its first chunk of bids are read together, so an item with up to a chunk of
+/// bids is one consistent read.
+async fn item_source(
+    store: &Store,
+    id: &str,
+    detail: BidDetail,
+) -> Result<impl JsonSource, StoreError> {
+    let (item, first) = store.item_bids(id, Cursor::Offset(0), CHUNK).await?;
     let mut open = Vec::from(&b"{\"item_id\":"[..]);
     write_json(&mut open, &item.id);
     open.extend_from_slice(b",\"item\":");
-    write_entry_head(&mut open, item);
-    bids_source(store, &item.id, ALL, detail).enclosed(open, "]}}")
+    write_entry_head(&mut open, &item);
+    Ok(bids_source(store, &item.id, ALL, detail)
+        .starting_with(first)
+        .enclosed(open, "]}}"))
 }
 
 /// Flush a fill of the item list once it holds this much.
@@ -207,7 +217,15 @@ impl JsonSource for ItemsSource {
                 if out.len() >= FLUSH_BYTES {
                     return Ok(true);
                 }
-            } else if let Some(item) = self.pending.next() {
+            } else if let Some(listed) = self.pending.next() {
+                // The winner and the first chunk of bids are read together, so they agree.
+                let first = Cursor::Offset(0);
+                let (item, first) = match self.store.item_bids(&listed.id, first, CHUNK).await {
+                    Ok(found) => found,
+                    // Deleted since its chunk of items was read: it is not in the list.
+                    Err(StoreError::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                };
                 if self.written > 0 {
                     out.push(b',');
                 }
@@ -217,7 +235,7 @@ impl JsonSource for ItemsSource {
                 open.extend_from_slice(b":{\"item\":");
                 write_entry_head(&mut open, &item);
                 let bids = bids_source(&self.store, &item.id, ALL, BidDetail::Ids);
-                self.bids = Some(bids.enclosed(open, "]}}"));
+                self.bids = Some(bids.starting_with(first).enclosed(open, "]}}"));
             } else if self.exhausted {
                 out.push(b'}');
                 return Ok(false);
@@ -386,8 +404,8 @@ pub async fn get_item(
     let id = path_id("item", id)?;
     let winning_only = flag("winningOnly", query.winning_only.as_deref())?;
     let complete = flag("complete", query.complete.as_deref())?;
-    let item = state.store.get_item(&id).await?;
     if winning_only {
+        let item = state.store.get_item(&id).await?;
         return Ok(axum::Json(Item::head(item, None)).into_response());
     }
     let detail = if complete {
@@ -395,7 +413,8 @@ pub async fn get_item(
     } else {
         BidDetail::Ids
     };
-    json_response(item_source(&state.store, &item, detail), HeaderMap::new()).await
+    let item = item_source(&state.store, &id, detail).await?;
+    json_response(item, HeaderMap::new()).await
 }
 
 /// Create or rename an item
@@ -428,11 +447,11 @@ pub async fn put_item(
         ));
     }
     let name = Name::parse("item/name", body.item.name)?;
-    let (item, upsert) = state.store.put_item(&id, name).await?;
+    let (_, upsert) = state.store.put_item(&id, name).await?;
     // The same status and headers as every upsert, with the bid list streamed as the body.
     let (status, headers, _) = upsert_response(&state, "items", &id, upsert, ())?;
-    let mut response =
-        json_response(item_source(&state.store, &item, BidDetail::Ids), headers).await?;
+    let item = item_source(&state.store, &id, BidDetail::Ids).await?;
+    let mut response = json_response(item, headers).await?;
     *response.status_mut() = status;
     Ok(response)
 }
@@ -482,8 +501,15 @@ pub async fn list_item_bids(
 ) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
     let page = params.page()?;
-    let item = state.store.get_item(&id).await?;
-    let bids = bids_source(&state.store, &id, page, BidDetail::Full).enclosed("[", "]");
+    // The count and the first page are read together, so they agree.
+    let first_page = Cursor::Offset(page.offset);
+    let (item, first) = state
+        .store
+        .item_bids(&id, first_page, page.limit.min(CHUNK))
+        .await?;
+    let bids = bids_source(&state.store, &id, page, BidDetail::Full)
+        .starting_with(first)
+        .enclosed("[", "]");
     json_response(bids, total_count(item.bid_count)).await
 }
 

@@ -140,6 +140,8 @@ pub struct ListSource<T, K> {
     write: fn(&mut Vec<u8>, &T),
     open: Option<Vec<u8>>,
     close: &'static str,
+    /// The first chunk, when it was read before the list started (with what precedes it).
+    first: Option<Vec<T>>,
     next: Cursor<K>,
     remaining: usize,
     written: usize,
@@ -159,10 +161,18 @@ impl<T: Send + 'static, K: Send + 'static> ListSource<T, K> {
             write,
             open: None,
             close: "",
+            first: None,
             next: Cursor::Offset(page.offset),
             remaining: page.limit,
             written: 0,
         }
+    }
+
+    /// Starts with `chunk`, read already (by `fetch`'s rules) together with something that
+    /// must agree with it; the next read goes on after it.
+    pub fn starting_with(mut self, chunk: Vec<T>) -> Self {
+        self.first = Some(chunk);
+        self
     }
 
     /// Text before the first record and after the last, such as `[` and `]`.
@@ -180,7 +190,9 @@ impl<T: Send + 'static, K: Send + 'static> JsonSource for ListSource<T, K> {
             out.extend_from_slice(&open);
         }
         let wanted = self.remaining.min(CHUNK);
-        let chunk = if wanted == 0 {
+        let chunk = if let Some(first) = self.first.take() {
+            first
+        } else if wanted == 0 {
             Vec::new()
         } else {
             let from = std::mem::replace(&mut self.next, Cursor::Offset(0));

@@ -178,8 +178,9 @@ impl AuctionStore for MemoryStore {
         id: &str,
         from: Cursor<u64>,
         n: usize,
-    ) -> Result<Vec<(u64, Bid)>, StoreError> {
-        self.auction().item_bids(id, &from, n)
+    ) -> Result<(Item, Vec<(u64, Bid)>), StoreError> {
+        let auction = self.auction();
+        Ok((auction.get_item(id)?, auction.item_bids(id, &from, n)?))
     }
 
     async fn winning_bid(&self, id: &str) -> Result<Bid, StoreError> {

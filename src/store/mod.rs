@@ -161,14 +161,15 @@ pub trait AuctionStore: Send + Sync {
     async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError>;
     /// Deletes an item and its bids.
     async fn delete_item(&self, id: &str) -> Result<(), StoreError>;
-    /// At most `n` of an item's bids in placing order, from `from` (a cursor of placing
-    /// numbers), each with its placing number.
+    /// The item with its winner, and at most `n` of its bids in placing order from `from` (a
+    /// cursor of placing numbers), each with its placing number: read together, so that the
+    /// winner and the bids agree.
     async fn item_bids(
         &self,
         id: &str,
         from: Cursor<u64>,
         n: usize,
-    ) -> Result<Vec<(u64, Bid)>, StoreError>;
+    ) -> Result<(Item, Vec<(u64, Bid)>), StoreError>;
     /// An item's winning bid.
     async fn winning_bid(&self, id: &str) -> Result<Bid, StoreError>;
     /// At most `n` bids in natural id order, from `from`.

@@ -418,3 +418,48 @@ async fn the_openapi_document_describes_paging_and_the_cap() {
         "{items}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_items_winner_is_always_among_its_listed_bids_under_concurrent_bids() {
+    let app = std::sync::Arc::new(TestApp::new());
+    let writer = {
+        let app = std::sync::Arc::clone(&app);
+        tokio::spawn(async move {
+            for _ in 0..400 {
+                let bid = json!({"bid": {"item": "item1", "value": 5000, "user": "user3"}});
+                let placed = app.post_json("/api/v1/bids", bid).await;
+                let id = placed.body["bid_id"].as_str().unwrap().to_owned();
+                app.delete(&format!("/api/v1/bids/{id}")).await;
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        for uri in [
+            "/api/v1/items/item1",
+            "/api/v1/items/item1?complete=1",
+            "/api/v1/items",
+        ] {
+            let body = app.get(uri).await.body;
+            let entry = if uri == "/api/v1/items" {
+                &body["item1"]["item"]
+            } else {
+                &body["item"]
+            };
+            let winning = entry["winning"].as_str().unwrap();
+            let listed: Vec<&str> = entry["bids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_str().or_else(|| b["bid_id"].as_str()).unwrap())
+                .collect();
+            assert!(
+                listed.contains(&winning),
+                "{uri}: {winning} not in {listed:?}"
+            );
+            reads += 1;
+        }
+    }
+    writer.await.unwrap();
+    assert!(reads > 10, "{reads} reads overlapped the writes");
+}
