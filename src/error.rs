@@ -228,7 +228,11 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
     problem.instance = Some(path);
     problem.request_id = request_id;
 
-    if status.is_server_error() {
+    if status == StatusCode::INSUFFICIENT_STORAGE {
+        // A full store is the operator's to know about, not a fault of the server; and any
+        // client can ask for it, so it must not flood the error log.
+        tracing::warn!(status = status.as_u16(), detail = ?problem.detail, "store full");
+    } else if status.is_server_error() {
         match parts.extensions.get::<InternalCause>() {
             Some(InternalCause(cause)) => {
                 tracing::error!(status = status.as_u16(), error = ?cause, "request failed");

@@ -463,3 +463,18 @@ async fn an_items_winner_is_always_among_its_listed_bids_under_concurrent_bids()
     writer.await.unwrap();
     assert!(reads > 10, "{reads} reads overlapped the writes");
 }
+
+#[test]
+fn a_full_store_is_logged_as_a_warning_not_an_error() {
+    // The bundled seed holds 12 books: the cap is reached at once.
+    let server = ServerProcess::start(&[("MAX_RECORDS_PER_RESOURCE", "12")]);
+    let response = crate::cli::http_post_json(&server.address, "/api/v1/books", r#"{"title":"x"}"#);
+    assert!(response.starts_with("HTTP/1.1 507"), "{response}");
+    let (status, logs) = server.stop_keeping_logs();
+    assert!(status.success());
+    assert!(
+        logs.contains(r#""level":"WARN""#) && logs.contains("store full"),
+        "{logs}"
+    );
+    assert!(!logs.contains(r#""level":"ERROR""#), "{logs}");
+}
