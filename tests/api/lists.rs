@@ -304,6 +304,12 @@ fn rss_mib(pid: u32) -> u64 {
     rss_bytes(pid) >> 20
 }
 
+/// GETs `url` and reads the whole body; its length.
+async fn read_whole(client: &reqwest::Client, url: &str) -> usize {
+    let response = client.get(url).send().await.unwrap();
+    response.bytes().await.unwrap().len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_read_slowly_or_never_cost_bounded_memory_on_a_large_store() {
     // 200k books is ~7 MB of JSON per full list: 40 whole copies would be near 300 MB.
@@ -314,15 +320,8 @@ async fn clients_that_read_slowly_or_never_cost_bounded_memory_on_a_large_store(
     // Warm up: one full read, so that allocator pools are in place before the baseline.
     let client = reqwest::Client::new();
     let url = format!("http://{}/api/v1/books", server.address);
-    let whole = client
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(whole.len() > 6_000_000, "{} bytes", whole.len());
+    let whole = read_whole(&client, &url).await;
+    assert!(whole > 6_000_000, "{whole} bytes");
     let baseline = rss_mib(pid);
 
     // 40 clients that ask for every book and never read a byte of the answer.
@@ -339,17 +338,7 @@ async fn clients_that_read_slowly_or_never_cost_bounded_memory_on_a_large_store(
     let readers: Vec<_> = (0..16)
         .map(|_| {
             let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move {
-                let body = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                body.len()
-            })
+            tokio::spawn(async move { read_whole(&client, &url).await })
         })
         .collect();
     let mut peak = 0;
@@ -360,7 +349,7 @@ async fn clients_that_read_slowly_or_never_cost_bounded_memory_on_a_large_store(
         done = readers.iter().all(|r| r.is_finished());
     }
     for reader in readers {
-        assert_eq!(reader.await.unwrap(), whole.len());
+        assert_eq!(reader.await.unwrap(), whole);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     peak = peak.max(rss_mib(pid));
