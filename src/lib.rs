@@ -139,7 +139,8 @@ pub const H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 /// certificate files on SIGHUP. Hostile clients are bounded (see [`conn`]): a new connection
 /// must speak within `HEADER_READ_TIMEOUT_SECS` (the TLS handshake included), and an HTTP/1
 /// client must send each request's headers within it too (slowloris); a client that stops
-/// reading is cut off after `WRITE_TIMEOUT_SECS`; an HTTP/2 connection silent for
+/// reading is cut off after `WRITE_TIMEOUT_SECS`, and so is one whose response has waited that
+/// long for it to take the next frame; an HTTP/2 connection silent for
 /// `HEADER_READ_TIMEOUT_SECS` is pinged and closed if the ping goes unanswered for
 /// `WRITE_TIMEOUT_SECS`; and at most `MAX_CONNECTIONS` connections are open.
 pub async fn serve(
@@ -204,8 +205,9 @@ pub async fn serve(
 
 /// hyper's own limits: the HTTP/1 header timeout (slowloris; it also closes keep-alive
 /// connections idle that long), and HTTP/2's stream and header-list bounds and keep-alive
-/// pings. The ping is what closes an HTTP/2 connection whose client stops reading: hyper never
-/// writes to a stream whose flow-control window is 0, so no write ever blocks there.
+/// pings. hyper never writes to a stream whose flow-control window is 0, so no write blocks
+/// there: an unanswered ping, or the stalled-response deadline in [`conn`] for a client that
+/// answers pings, is what closes such a connection.
 fn limit_connections(builder: &mut HttpBuilder<TokioExecutor>, config: &Config) {
     builder
         .http1()

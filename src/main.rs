@@ -88,8 +88,7 @@ fn load_config() -> Result<Config, String> {
 fn start() -> Result<(Config, Store), String> {
     let config = load_config()?;
     telemetry::init(&config.log_filter, config.log_format)?;
-    let store =
-        Store::load_capped(&config.data_dir, config.max_records).map_err(|e| e.to_string())?;
+    let store = Store::load(&config.data_dir, config.max_records).map_err(|e| e.to_string())?;
     Ok((config, store))
 }
 

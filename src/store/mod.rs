@@ -199,15 +199,9 @@ impl Store {
         Self(Arc::new(backend))
     }
 
-    /// Seeds an in-memory store from the files in `data_dir` with the default cap on records;
-    /// fails whole, never half-loaded.
-    pub fn load(data_dir: &Path) -> Result<Self, SeedError> {
-        Self::load_capped(data_dir, DEFAULT_MAX_RECORDS)
-    }
-
-    /// Seeds an in-memory store that holds at most `max_records` records per resource; a seed
-    /// with more is refused.
-    pub fn load_capped(data_dir: &Path, max_records: usize) -> Result<Self, SeedError> {
+    /// Seeds an in-memory store from the files in `data_dir` that holds at most `max_records`
+    /// records per resource; fails whole, never half-loaded, and refuses a seed with more.
+    pub fn load(data_dir: &Path, max_records: usize) -> Result<Self, SeedError> {
         MemoryStore::load(data_dir, max_records).map(Self::new)
     }
 }

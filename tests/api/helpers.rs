@@ -57,8 +57,7 @@ impl TestApp {
     /// The app with `config`, seeded from its `data_dir`.
     pub fn with_config(config: Config) -> Self {
         init_logs();
-        let store =
-            Store::load_capped(&config.data_dir, config.max_records).expect("seed data loads");
+        let store = Store::load(&config.data_dir, config.max_records).expect("seed data loads");
         let state = AppState::new(config, store);
         Self {
             router: app(state.clone()),

@@ -24,7 +24,7 @@ impl RunningServer {
         init_logs();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let store = Store::load_capped(&config.data_dir, config.max_records).unwrap();
+        let store = Store::load(&config.data_dir, config.max_records).unwrap();
         let state = AppState::new(config, store);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, async {
