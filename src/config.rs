@@ -60,6 +60,26 @@ pub struct Config {
     /// The most records each resource (books, users, items, bids) may hold
     /// (`MAX_RECORDS_PER_RESOURCE`); past it a create is refused with 507.
     pub max_records: usize,
+    /// The PostgreSQL store (`DATABASE_URL` and the `DATABASE_*` settings); `None` keeps every
+    /// record in memory.
+    pub database: Option<DatabaseConfig>,
+}
+
+/// How to reach and use PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`; secret, because it may carry a password.
+    pub url: SecretString,
+    /// The URL with its password replaced by `***`: the only form that may be logged.
+    pub redacted_url: String,
+    /// Most connections in the pool (`DATABASE_MAX_CONNECTIONS`).
+    pub max_connections: u32,
+    /// Longest one statement may run, and longest a request waits for a pooled connection
+    /// (`DATABASE_STATEMENT_TIMEOUT_SECS`); past it the request is answered 503.
+    pub statement_timeout: Duration,
+    /// How long start-up keeps retrying an unreachable database before it exits 1
+    /// (`DATABASE_STARTUP_TIMEOUT_SECS`).
+    pub startup_timeout: Duration,
 }
 
 /// How the server speaks HTTP.
@@ -126,6 +146,12 @@ const DEFAULT_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 20;
 const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+// Two connections per core of a small database server, times a few: enough to keep PostgreSQL
+// busy without making it switch between hundreds of backends.
+const DEFAULT_DATABASE_MAX_CONNECTIONS: u32 = 16;
+// Under the default request timeout (10 s), so a slow database is a 503, not a 408.
+const DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECS: u64 = 5;
+const DEFAULT_DATABASE_STARTUP_TIMEOUT_SECS: u64 = 30;
 
 // The ranges of the numeric settings (README configuration table). Each is small enough that
 // nothing downstream can overflow: timeouts plus the shutdown grace stay far from `Duration`'s and
@@ -141,6 +167,12 @@ pub const TIMEOUT_SECS_RANGE: RangeInclusive<u64> = 1..=3_600;
 pub const MAX_CONNECTIONS_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 /// Values `MAX_RECORDS_PER_RESOURCE` may take: 1 to 100 million records per resource.
 pub const MAX_RECORDS_RANGE: RangeInclusive<usize> = 1..=100_000_000;
+/// Values `DATABASE_MAX_CONNECTIONS` may take.
+pub const DATABASE_MAX_CONNECTIONS_RANGE: RangeInclusive<u32> = 1..=1_000;
+/// Values `DATABASE_STATEMENT_TIMEOUT_SECS` may take.
+pub const DATABASE_STATEMENT_TIMEOUT_SECS_RANGE: RangeInclusive<u64> = 1..=600;
+/// Values `DATABASE_STARTUP_TIMEOUT_SECS` may take; 0 tries once.
+pub const DATABASE_STARTUP_TIMEOUT_SECS_RANGE: RangeInclusive<u64> = 0..=3_600;
 /// Values `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` may take; 0 is off (rate) or one
 /// second's worth (burst).
 pub const RATE_RANGE: RangeInclusive<u32> = 0..=1_000_000;
@@ -208,6 +240,7 @@ impl Config {
             rate_limit: rate_limit(&var)?,
             max_records: var("MAX_RECORDS_PER_RESOURCE")
                 .number_or(crate::store::DEFAULT_MAX_RECORDS, MAX_RECORDS_RANGE)?,
+            database: database(&var)?,
         })
     }
 
@@ -218,6 +251,57 @@ impl Config {
         config.data_dir = data_dir.into();
         config
     }
+}
+
+/// Reads `DATABASE_URL` and the settings that only matter with it.
+fn database(var: &impl Fn(&'static str) -> Var) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let Some(url) = var("DATABASE_URL").value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let url = url.trim().to_owned();
+    let redacted_url = redact_database_url(&url).map_err(|reason| ConfigError {
+        variable: "DATABASE_URL",
+        // Never the value itself: it may hold a password.
+        value: "(not shown: it may hold a password)".to_owned(),
+        reason,
+    })?;
+    Ok(Some(DatabaseConfig {
+        url: SecretString::from(url),
+        redacted_url,
+        max_connections: var("DATABASE_MAX_CONNECTIONS").number_or(
+            DEFAULT_DATABASE_MAX_CONNECTIONS,
+            DATABASE_MAX_CONNECTIONS_RANGE,
+        )?,
+        statement_timeout: Duration::from_secs(var("DATABASE_STATEMENT_TIMEOUT_SECS").number_or(
+            DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECS,
+            DATABASE_STATEMENT_TIMEOUT_SECS_RANGE,
+        )?),
+        startup_timeout: Duration::from_secs(var("DATABASE_STARTUP_TIMEOUT_SECS").number_or(
+            DEFAULT_DATABASE_STARTUP_TIMEOUT_SECS,
+            DATABASE_STARTUP_TIMEOUT_SECS_RANGE,
+        )?),
+    }))
+}
+
+/// Checks that `url` is a PostgreSQL URL and gives it back with any password replaced by `***`.
+/// The reasons never quote the URL.
+fn redact_database_url(url: &str) -> Result<String, String> {
+    let mut parsed =
+        url::Url::parse(url).map_err(|e| format!("not a URL ({e}); expected postgres://…"))?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "the scheme is {:?}; expected postgres:// or postgresql://",
+            parsed.scheme()
+        ));
+    }
+    <sqlx::postgres::PgConnectOptions as FromStr>::from_str(url)
+        .map_err(|e| format!("not a PostgreSQL connection URL: {e}"))?;
+    if parsed.password().is_some() {
+        parsed
+            .set_password(Some("***"))
+            .map_err(|()| "the URL cannot carry a password".to_owned())?;
+    }
+    Ok(parsed.to_string())
 }
 
 /// Reads the three TLS variables and checks that they agree.

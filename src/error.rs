@@ -93,6 +93,10 @@ impl Problem {
     }
 }
 
+/// The `Retry-After` of a 503 for an unavailable database: the pool retries connecting in the
+/// background, so a second is a fair first wait.
+pub const STORE_RETRY_SECS: u64 = 1;
+
 /// Everything a handler or extractor can answer instead of success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -124,6 +128,10 @@ pub enum ApiError {
     /// 503: the server cannot answer this now (shutting down, a feature not configured).
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with `Retry-After`: the database is unreachable or slow; the request may succeed
+    /// when it is retried.
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// 500: a fault of the server; the cause is logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -144,7 +152,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -160,6 +168,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Full { .. } => Self::InsufficientStorage(err.to_string()),
             StoreError::Exhausted(_) => Self::Internal(err.into()),
+            StoreError::Unavailable(_) => Self::StoreUnavailable(err.to_string()),
         }
     }
 }
@@ -183,6 +192,7 @@ impl IntoResponse for ApiError {
         match self {
             Self::Invalid(errors) => problem.errors = errors,
             Self::TooManyRequests(seconds) => retry_after = Some(HeaderValue::from(seconds.max(1))),
+            Self::StoreUnavailable(_) => retry_after = Some(HeaderValue::from(STORE_RETRY_SECS)),
             Self::Internal(err) => {
                 problem.detail = Some("internal error".to_owned());
                 cause = Some(InternalCause(Arc::new(err)));

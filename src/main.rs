@@ -23,6 +23,8 @@ enum Command {
     /// Load and validate the seed files in DATA_DIR, then exit: 0 if the server would start on
     /// them, non-zero with the server's message if not.
     CheckData,
+    /// Apply the database migrations to DATABASE_URL, then exit (serving applies them too).
+    Migrate,
     /// Print a fresh random key (32 bytes from the OS, URL-safe text) to use as SECRET_KEY.
     Secret,
     /// Ask the server on this machine (PORT, TLS settings) for /healthz: exit 0 if healthy.
@@ -52,8 +54,14 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::Healthcheck => monolith::healthcheck::check(&load_config()?),
         Command::CheckData => {
-            let (config, store) = start()?;
-            let counts = runtime()?.block_on(store.counts());
+            // The seed files alone are checked, with the rules every backend applies: no
+            // database is needed or touched.
+            let config = start()?;
+            let store =
+                Store::load(&config.data_dir, config.max_records).map_err(|e| e.to_string())?;
+            let counts = runtime()?
+                .block_on(store.counts())
+                .map_err(|e| e.to_string())?;
             println!(
                 "{}: ok ({} books, {} things, {} users, {} items, {} bids)",
                 config.data_dir.display(),
@@ -65,9 +73,23 @@ fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Migrate => {
+            let config = start()?;
+            let database = config
+                .database
+                .as_ref()
+                .ok_or("migrate needs DATABASE_URL: the in-memory store has no schema")?;
+            runtime()?.block_on(async {
+                monolith::store::postgres::migrate(database)
+                    .await
+                    .map_err(|e| e.to_string())
+            })?;
+            tracing::info!(database = %database.redacted_url, "migrations applied");
+            Ok(())
+        }
         Command::Serve => {
-            let (config, store) = start()?;
-            runtime()?.block_on(serve(config, store))
+            let config = start()?;
+            runtime()?.block_on(serve(config))
         }
     }
 }
@@ -84,19 +106,19 @@ fn load_config() -> Result<Config, String> {
     Config::from_env().map_err(|e| e.to_string())
 }
 
-/// The configuration, logging, and the seeded store: what serving and `check-data` share.
-fn start() -> Result<(Config, Store), String> {
+/// The configuration and logging: what every command that reads data shares.
+fn start() -> Result<Config, String> {
     let config = load_config()?;
     telemetry::init(&config.log_filter, config.log_format)?;
-    let store = Store::load(&config.data_dir, config.max_records).map_err(|e| e.to_string())?;
-    Ok((config, store))
+    Ok(config)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-async fn serve(config: Config, store: Store) -> Result<(), String> {
+async fn serve(config: Config) -> Result<(), String> {
+    let store = Store::open(&config).await.map_err(|e| e.to_string())?;
     // Each connection is a file descriptor; the default soft limit (often 1024) would cap them
     // well below what the machine allows.
     monolith::conn::raise_fd_limit();
@@ -107,10 +129,10 @@ async fn serve(config: Config, store: Store) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
     telemetry::log_startup(&config, local);
-    let state = AppState::new(config, store);
-    monolith::serve(listener, state, monolith::shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    let state = AppState::new(config, store.clone());
+    let served = monolith::serve(listener, state, monolith::shutdown_signal()).await;
+    store.close().await;
+    served.map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }

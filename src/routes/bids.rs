@@ -15,7 +15,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_entry};
 use crate::routes::schemas::{bid_value_schema, id_schema};
 use crate::routes::{created_headers, path_id};
-use crate::store::{self, BidValue, NewBid as NewStoreBid, is_valid_id};
+use crate::store::{self, BidValue, NewBid as NewStoreBid, Resource, is_valid_id};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "bids";
@@ -126,7 +126,7 @@ pub async fn list_bids(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
-    let total = state.store.counts().await.bids;
+    let total = state.store.count(Resource::Bids).await?;
     let store = state.store.clone();
     let bids = ListSource::new(
         page,
@@ -178,13 +178,7 @@ pub async fn place_bid(
     let bid = state
         .store
         .place_bid(NewStoreBid { item, user, value })
-        .await
-        .map_err(|e| match e {
-            store::StoreError::MissingReference { field, what } => {
-                ApiError::invalid_field(format!("/bid/{field}"), format!("{what} does not exist"))
-            }
-            other => other.into(),
-        })?;
+        .await?;
     let headers = created_headers(&state, "bids", &bid.id)?;
     Ok((StatusCode::CREATED, headers, axum::Json(bid.into())))
 }

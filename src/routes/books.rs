@@ -17,7 +17,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::created_headers;
 use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_json};
 use crate::routes::schemas::text_schema;
-use crate::store::{Book, BookChanges, BookFields};
+use crate::store::{Book, BookChanges, BookFields, Resource};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "books";
@@ -152,7 +152,7 @@ pub async fn list_books(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
-    let total = state.store.counts().await.books;
+    let total = state.store.count(Resource::Books).await?;
     let store = state.store.clone();
     let books = ListSource::new(
         page,

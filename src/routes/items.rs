@@ -20,7 +20,7 @@ use crate::routes::listing::{
 };
 use crate::routes::schemas::{bid_list_schema, id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
-use crate::store::{self, Cursor, Name, Store, StoreError};
+use crate::store::{self, Cursor, Name, Resource, Store, StoreError};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "items";
@@ -337,7 +337,7 @@ pub async fn list_items(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
-    let total = state.store.counts().await.items;
+    let total = state.store.count(Resource::Items).await?;
     let items = ItemsSource {
         store: state.store.clone(),
         next: Cursor::Offset(page.offset),

@@ -49,7 +49,8 @@ pub async fn healthz() -> axum::Json<ProbeStatus> {
 
 /// Readiness probe
 ///
-/// 200 once the data is loaded, 503 once shutdown has begun. Never under the API prefix.
+/// 200 once the data is loaded, 503 once shutdown has begun or while the database cannot be
+/// reached (with `DATABASE_URL`). Never under the API prefix.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -57,15 +58,15 @@ pub async fn healthz() -> axum::Json<ProbeStatus> {
     responses(
         (status = 200, description = "Ready to take traffic", body = ProbeStatus,
             example = json!({"status": "ready"})),
-        (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the database is unreachable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<ProbeStatus>, ApiError> {
-    if state.ready.load(Ordering::Acquire) {
-        Ok(axum::Json(ProbeStatus { status: "ready" }))
-    } else {
-        Err(ApiError::Unavailable(
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::Unavailable(
             "the server is shutting down".to_owned(),
-        ))
+        ));
     }
+    state.store.ping().await?;
+    Ok(axum::Json(ProbeStatus { status: "ready" }))
 }

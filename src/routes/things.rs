@@ -10,7 +10,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_entry};
 use crate::routes::path_id;
-use crate::store::Thing;
+use crate::store::{Resource, Thing};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "things";
@@ -43,7 +43,7 @@ pub async fn list_things(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
-    let total = state.store.counts().await.things;
+    let total = state.store.count(Resource::Things).await?;
     let store = state.store.clone();
     let things = ListSource::new(
         page,

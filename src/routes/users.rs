@@ -17,7 +17,7 @@ use crate::routes::listing::{
 };
 use crate::routes::schemas::{id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
-use crate::store::{self, Cursor, Name, StoreError};
+use crate::store::{self, Cursor, Name, Resource, StoreError};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "users";
@@ -141,7 +141,7 @@ pub async fn list_users(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
-    let total = state.store.counts().await.users;
+    let total = state.store.count(Resource::Users).await?;
     let store = state.store.clone();
     let users = ListSource::new(
         page,

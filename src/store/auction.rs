@@ -47,6 +47,12 @@ impl Name {
     }
 }
 
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A bid's value: finite and greater than 0. Deserializes from a JSON number or from a string
 /// holding a decimal number.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
@@ -623,13 +629,13 @@ impl AuctionTable {
     fn check_references(&self, bid: &NewBid) -> Result<(), StoreError> {
         if !self.users.contains_key(&NaturalId::new(bid.user.as_str())) {
             return Err(StoreError::MissingReference {
-                field: "user",
+                field: "bid/user",
                 what: format!("user {}", bid.user),
             });
         }
         if !self.items.contains_key(&NaturalId::new(bid.item.as_str())) {
             return Err(StoreError::MissingReference {
-                field: "item",
+                field: "bid/item",
                 what: format!("item {}", bid.item),
             });
         }
@@ -803,7 +809,10 @@ mod tests {
         });
         assert!(matches!(
             missing_user,
-            Err(StoreError::MissingReference { field: "user", .. })
+            Err(StoreError::MissingReference {
+                field: "bid/user",
+                ..
+            })
         ));
         let missing_item = t.place_bid(NewBid {
             item: "nothing".into(),
@@ -812,7 +821,10 @@ mod tests {
         });
         assert!(matches!(
             missing_item,
-            Err(StoreError::MissingReference { field: "item", .. })
+            Err(StoreError::MissingReference {
+                field: "bid/item",
+                ..
+            })
         ));
         assert_eq!(t.counts().2, 0);
         assert_eq!(bid(&mut t, "i1", "u1", 1.0), "bid1");

@@ -44,6 +44,16 @@ impl BookFields {
             Err(violations)
         }
     }
+
+    /// The title.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The author, if known.
+    pub fn author(&self) -> Option<&str> {
+        self.author.as_deref()
+    }
 }
 
 /// A partial change to a book, checked against the rules: what PATCH applies.
@@ -72,6 +82,16 @@ impl BookChanges {
         } else {
             Err(violations)
         }
+    }
+
+    /// The new title, if it changes.
+    pub fn title(&self) -> Option<&str> {
+        self.title.as_deref()
+    }
+
+    /// The new author if it changes: `Some(None)` removes it.
+    pub fn author(&self) -> Option<Option<&str>> {
+        self.author.as_ref().map(Option::as_deref)
     }
 }
 

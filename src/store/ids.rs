@@ -96,17 +96,7 @@ impl IdCounter {
     /// a generated one could equal count (the prefix, then digits without leading zeros), and
     /// only below [`COUNTED_BELOW`].
     pub fn observe(&mut self, id: &str) {
-        let Some(digits) = id.strip_prefix(self.prefix) else {
-            return;
-        };
-        // Only the canonical spelling (`user7`, not `user07`) can equal a generated id.
-        // `u64::from_str` refuses an empty string but would take a sign (`+5`).
-        if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return;
-        }
-        if let Ok(n) = digits.parse::<u64>()
-            && n < COUNTED_BELOW
-        {
+        if let Some(n) = counted_number(self.prefix, id) {
             self.highest = self.highest.max(n);
         }
     }
@@ -125,6 +115,18 @@ impl IdCounter {
             }
         }
     }
+}
+
+/// The number of `id` that a counter for `prefix` must move past: `Some(n)` when `id` is
+/// `{prefix}{n}` spelled as a generated id would be, with `n` below [`COUNTED_BELOW`].
+pub fn counted_number(prefix: &str, id: &str) -> Option<u64> {
+    let digits = id.strip_prefix(prefix)?;
+    // Only the canonical spelling (`user7`, not `user07`) can equal a generated id.
+    // `u64::from_str` refuses an empty string but would take a sign (`+5`).
+    if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok().filter(|&n| n < COUNTED_BELOW)
 }
 
 /// Compares two strings chunk by chunk, digit runs by numeric value; a total order that falls

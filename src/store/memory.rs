@@ -15,7 +15,7 @@ use super::seed::{self, SeedError, UniqueKeys};
 use super::things::ThingTable;
 use super::{
     AuctionStore, Backend, Bid, Book, BookChanges, BookFields, BookStore, Cursor, Item, Name,
-    NewBid, RecordCounts, StoreError, Thing, ThingStore, Upsert, User, UserItems,
+    NewBid, Resource, StoreError, Thing, ThingStore, Upsert, User, UserItems,
 };
 
 const BOOKS_FILE: &str = "books.json";
@@ -206,15 +206,15 @@ impl AuctionStore for MemoryStore {
 
 #[async_trait]
 impl Backend for MemoryStore {
-    async fn counts(&self) -> RecordCounts {
+    async fn count(&self, what: Resource) -> Result<usize, StoreError> {
         let (users, items, bids) = self.auction().counts();
-        RecordCounts {
-            books: self.books().len(),
-            things: self.things.len(),
-            users,
-            items,
-            bids,
-        }
+        Ok(match what {
+            Resource::Books => self.books().len(),
+            Resource::Things => self.things.len(),
+            Resource::Users => users,
+            Resource::Items => items,
+            Resource::Bids => bids,
+        })
     }
 }
 

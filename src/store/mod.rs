@@ -14,6 +14,7 @@ mod books;
 mod ids;
 mod memory;
 mod ordered;
+pub mod postgres;
 mod seed;
 mod text;
 mod things;
@@ -21,6 +22,8 @@ mod things;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
+
+use crate::config::Config;
 
 use async_trait::async_trait;
 
@@ -58,11 +61,15 @@ pub enum StoreError {
     /// A record names another that does not exist (a bid for an unknown user or item).
     #[error("{what} does not exist")]
     MissingReference {
-        /// The referring field (`user`, `item`).
+        /// The referring field's path in the request body (`bid/user`, `bid/item`).
         field: &'static str,
         /// The missing record, e.g. `user user9`.
         what: String,
     },
+    /// The database cannot be reached, or did not answer in time; nothing is known to have
+    /// changed. The text says what failed, never how to connect (no URL, no password).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A rule a field broke, for the routes to turn into a 422 pointer.
@@ -182,11 +189,45 @@ pub trait AuctionStore: Send + Sync {
     async fn delete_bid(&self, id: &str) -> Result<(), StoreError>;
 }
 
+/// A kind of record, for counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// Books.
+    Books,
+    /// Things in the catalogue.
+    Things,
+    /// Bid-tracker users.
+    Users,
+    /// Auction items.
+    Items,
+    /// Bids.
+    Bids,
+}
+
 /// Everything a storage implementation provides.
 #[async_trait]
 pub trait Backend: BookStore + ThingStore + AuctionStore {
+    /// How many records of one kind there are: a list's `X-Total-Count`.
+    async fn count(&self, what: Resource) -> Result<usize, StoreError>;
+
     /// Records per resource, for `check-data` and the metrics gauge.
-    async fn counts(&self) -> RecordCounts;
+    async fn counts(&self) -> Result<RecordCounts, StoreError> {
+        Ok(RecordCounts {
+            books: self.count(Resource::Books).await?,
+            things: self.count(Resource::Things).await?,
+            users: self.count(Resource::Users).await?,
+            items: self.count(Resource::Items).await?,
+            bids: self.count(Resource::Bids).await?,
+        })
+    }
+
+    /// `Ok` if the store can serve requests now: `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Releases what the store holds (database connections) at shutdown.
+    async fn close(&self) {}
 }
 
 /// A cheap-to-clone handle to the storage implementation.
@@ -204,6 +245,26 @@ impl Store {
     pub fn load(data_dir: &Path, max_records: usize) -> Result<Self, SeedError> {
         MemoryStore::load(data_dir, max_records).map(Self::new)
     }
+
+    /// The store `config` asks for: PostgreSQL with `DATABASE_URL` (migrated, and seeded from
+    /// `DATA_DIR` if empty), else memory seeded from `DATA_DIR`.
+    pub async fn open(config: &Config) -> Result<Self, OpenError> {
+        match &config.database {
+            Some(database) => postgres::open(database, &config.data_dir).await,
+            None => Ok(Self::load(&config.data_dir, config.max_records)?),
+        }
+    }
+}
+
+/// Why a store could not be opened: the one line start-up exits with.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The seed files are unreadable or break a rule.
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+    /// The database could not be reached, migrated or seeded; never names the password.
+    #[error("{0}")]
+    Database(String),
 }
 
 impl Deref for Store {
