@@ -66,11 +66,15 @@ pub struct AppState {
 impl AppState {
     /// State for a server whose data is loaded, so it starts ready.
     pub fn new(config: Config, store: Store) -> Self {
+        let metrics = Metrics::new();
+        if let Some(collector) = store.collector() {
+            metrics.register(collector);
+        }
         Self {
             config: Arc::new(config),
             store,
             ready: Arc::new(AtomicBool::new(true)),
-            metrics: Metrics::new(),
+            metrics,
         }
     }
 }

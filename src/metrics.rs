@@ -113,6 +113,13 @@ impl Metrics {
         }
     }
 
+    /// Adds a backend's own metrics (the database pool's, say) to this registry.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::warn!(error = %e, "store metrics not registered");
+        }
+    }
+
     /// Counts an echo request refused for a `missing` or `wrong` key.
     pub fn echo_auth_failed(&self, reason: &'static str) {
         self.echo_auth_failures.with_label_values(&[reason]).inc();

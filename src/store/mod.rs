@@ -228,6 +228,11 @@ pub trait Backend: BookStore + ThingStore + AuctionStore {
 
     /// Releases what the store holds (database connections) at shutdown.
     async fn close(&self) {}
+
+    /// The backend's own metrics (pool and query latency), read at each scrape of `/metrics`.
+    fn collector(&self) -> Option<Box<dyn prometheus::core::Collector>> {
+        None
+    }
 }
 
 /// A cheap-to-clone handle to the storage implementation.

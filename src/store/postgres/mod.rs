@@ -3,6 +3,8 @@
 //! The schema lives in `migrations/` and is embedded in the binary. Every store operation is one
 //! statement or one transaction.
 
+pub mod metrics;
+
 use std::path::Path;
 
 use crate::config::DatabaseConfig;
