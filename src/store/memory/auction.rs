@@ -1,5 +1,5 @@
-//! The auction bid tracker: users, items and bids, and the rules that keep each item's winning
-//! bid and each user's list of items right.
+//! The in-memory bid tracker: users, items and bids with the indexes that keep each item's
+//! winning bid and each user's list of items right.
 //!
 //! Every change is O(log n) in the number of bids: bids are kept in placing order per item (one
 //! ranked map keyed by item and placing number, so a page of an item's bids starts at any
@@ -10,216 +10,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::ops::Bound;
-use std::sync::LazyLock;
-
-use regex::Regex;
-use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 
 use super::books::too_many;
-use super::ids::{IdCounter, NaturalId, is_valid_id};
 use super::ordered::{RankedMap, natural_cursor, rank_after, read_chunk, read_positions};
-use super::seed::UniqueKeys;
-use super::{Cursor, StoreError, Violation, check_text};
-
-/// The string form of a bid value: a plain decimal greater than 0, up to 15 integer digits and
-/// a fraction of up to 9 (or, below 1, up to 17) digits. The original client sends values as
-/// strings such as `"100000"`.
-pub const DECIMAL_PATTERN: &str =
-    r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,9})?|0\.[0-9]{0,8}[1-9][0-9]{0,8})$";
-
-static DECIMAL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(DECIMAL_PATTERN).expect("the decimal pattern compiles"));
-
-/// A user's or an item's name, checked: 1–200 characters, not blank.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Name(String);
-
-impl Name {
-    /// Checks `value`; `field` is its path in the request body, for the error.
-    pub fn parse(field: &'static str, value: String) -> Result<Self, Vec<Violation>> {
-        match check_text(field, &value) {
-            Some(violation) => Err(vec![violation]),
-            None => Ok(Self(value)),
-        }
-    }
-}
-
-impl AsRef<str> for Name {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A bid's value: finite and greater than 0. Deserializes from a JSON number or from a string
-/// holding a decimal number.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
-pub struct BidValue(f64);
-
-impl BidValue {
-    /// Checks a value.
-    pub fn new(value: f64) -> Result<Self, &'static str> {
-        if value.is_finite() && value > 0.0 {
-            Ok(Self(value))
-        } else {
-            Err("must be a finite number greater than 0")
-        }
-    }
-
-    /// Reads the string form (see [`DECIMAL_PATTERN`]).
-    pub fn from_decimal(text: &str) -> Result<Self, &'static str> {
-        const WRONG_FORM: &str =
-            "must be a number greater than 0, or a string holding one such as \"100.5\"";
-        if !DECIMAL.is_match(text) {
-            return Err(WRONG_FORM);
-        }
-        text.parse::<f64>()
-            .map_err(|_| WRONG_FORM)
-            .and_then(Self::new)
-    }
-
-    /// The value as a number.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-
-    /// A key whose order is the value's order: the bit patterns of positive finite floats sort
-    /// as the numbers do, and unlike `f64` they are `Ord`.
-    fn rank_key(self) -> u64 {
-        self.0.to_bits()
-    }
-}
-
-impl<'de> Deserialize<'de> for BidValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ValueVisitor;
-
-        impl Visitor<'_> for ValueVisitor {
-            type Value = BidValue;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number greater than 0, or a string holding one")
-            }
-
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<BidValue, E> {
-                BidValue::new(v).map_err(E::custom)
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BidValue, E> {
-                self.visit_f64(v as f64)
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BidValue, E> {
-                self.visit_f64(v as f64)
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<BidValue, E> {
-                BidValue::from_decimal(v).map_err(E::custom)
-            }
-        }
-
-        deserializer.deserialize_any(ValueVisitor)
-    }
-}
-
-/// A user.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
-    /// The user's id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-}
-
-/// A bid.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Bid {
-    /// The bid's id.
-    pub id: String,
-    /// The item bid on.
-    pub item: String,
-    /// The amount, greater than 0.
-    pub value: f64,
-    /// The bidder.
-    pub user: String,
-}
-
-/// An item with its winning bid.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Item {
-    /// The item's id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// The winning bid's id; `None` without bids.
-    pub winning: Option<String>,
-    /// How many bids the item has.
-    pub bid_count: usize,
-}
-
-/// A user with some of the items they bid on, once each, in order of their first bid.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserItems {
-    /// The user.
-    pub user: User,
-    /// Item ids, each with the placing number of the user's first remaining bid on it (the
-    /// cursor to read on from).
-    pub items: Vec<(u64, String)>,
-}
-
-/// Whether a PUT created the record or replaced it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Upsert {
-    /// It did not exist before.
-    Created,
-    /// It existed and was replaced.
-    Replaced,
-}
-
-/// A bid to place, with its references still to check.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewBid {
-    /// The item's id.
-    pub item: String,
-    /// The bidder's id.
-    pub user: String,
-    /// The amount.
-    pub value: BidValue,
-}
-
-/// `auction.json`: users, items and bids keyed by id. Winners and bid lists are derived.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuctionSeed {
-    #[serde(default)]
-    users: Option<UniqueKeys<SeedUser>>,
-    #[serde(default)]
-    items: Option<UniqueKeys<SeedItem>>,
-    #[serde(default)]
-    bids: Option<UniqueKeys<SeedBid>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedUser {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedItem {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedBid {
-    item: String,
-    value: BidValue,
-    user: String,
-}
+use crate::store::ids::{IdCounter, NaturalId, is_valid_id};
+use crate::store::records::auction::{AuctionSeed, seed_name};
+use crate::store::{
+    Bid, BidValue, Cursor, Item, Name, NewBid, StoreError, Upsert, User, UserItems,
+};
 
 #[derive(Debug)]
 struct UserRecord {
@@ -264,6 +63,12 @@ pub struct AuctionTable {
     next_item_key: u64,
     /// The most users, items, or bids the table may hold (each).
     max_records: usize,
+}
+
+/// A key whose order is the value's order: the bit patterns of positive finite floats sort as the
+/// numbers do, and unlike `f64` they are `Ord`.
+fn rank_key(value: BidValue) -> u64 {
+    value.get().to_bits()
 }
 
 fn not_found(kind: &str, id: &str) -> StoreError {
@@ -401,14 +206,14 @@ impl AuctionTable {
         self.user_ids.observe(id.as_str());
         match self.users.get_mut(&id) {
             Some(user) => {
-                user.name = name.0;
+                user.name = name.into_string();
                 Upsert::Replaced
             }
             None => {
                 self.users.insert(
                     id,
                     UserRecord {
-                        name: name.0,
+                        name: name.into_string(),
                         bids_by_item: HashMap::new(),
                         items_by_first_bid: BTreeMap::new(),
                     },
@@ -513,14 +318,14 @@ impl AuctionTable {
         self.item_ids.observe(id.as_str());
         match self.items.get_mut(&id) {
             Some(item) => {
-                item.name = name.0;
+                item.name = name.into_string();
                 Upsert::Replaced
             }
             None => {
                 let key = self.next_item_key;
                 self.next_item_key += 1;
                 let record = ItemRecord {
-                    name: name.0,
+                    name: name.into_string(),
                     key,
                     ranking: BTreeSet::new(),
                 };
@@ -650,7 +455,7 @@ impl AuctionTable {
         self.next_seq += 1;
 
         let item = self.items.get_mut(&item_id).expect("checked above");
-        item.ranking.insert((Reverse(bid.value.rank_key()), seq));
+        item.ranking.insert((Reverse(rank_key(bid.value)), seq));
         let key = item.key;
         self.placements.insert((key, seq), id.clone());
 
@@ -677,7 +482,7 @@ impl AuctionTable {
         let bid = self.bids.remove(id)?;
         if let Some(item) = self.items.get_mut(&bid.item) {
             item.ranking
-                .remove(&(Reverse(bid.value.rank_key()), bid.seq));
+                .remove(&(Reverse(rank_key(bid.value)), bid.seq));
             let key = item.key;
             self.placements.remove(&(key, bid.seq));
         }
@@ -698,15 +503,6 @@ impl AuctionTable {
         }
         Some(bid)
     }
-}
-
-fn seed_name(id: &str, kind: &str, name: String) -> Result<Name, String> {
-    if !is_valid_id(id) {
-        return Err(format!(
-            "{kind} {id:?}: ids must match [A-Za-z0-9_-]{{1,64}}"
-        ));
-    }
-    Name::parse("name", name).map_err(|v| format!("{kind} {id}: name {}", v[0].message))
 }
 
 #[cfg(test)]
@@ -920,22 +716,6 @@ mod tests {
         ));
         assert_eq!(t.counts(), (2, 2, 2));
         assert_eq!(winner(&t, "i1").as_deref(), Some("bid1"));
-    }
-
-    #[test]
-    fn values_come_as_numbers_or_decimal_strings() {
-        let parse = |json: &str| serde_json::from_str::<BidValue>(json).map(BidValue::get);
-        assert_eq!(parse("500.0").unwrap(), 500.0);
-        assert_eq!(parse("7").unwrap(), 7.0);
-        assert_eq!(parse("\"100000\"").unwrap(), 100000.0);
-        assert_eq!(parse("\"100.5\"").unwrap(), 100.5);
-        assert_eq!(parse("\"0.01\"").unwrap(), 0.01);
-        for bad in [
-            "0", "-1", "0.0", "\"0\"", "\"0.00\"", "\"-5\"", "\"abc\"", "\"\"", "\"1e5\"",
-            "\" 5\"", "\"NaN\"", "\"inf\"", "\"01\"", "null", "true", "[1]",
-        ] {
-            assert!(parse(bad).is_err(), "{bad} is refused");
-        }
     }
 
     #[test]
