@@ -15,6 +15,8 @@
 //! - `postgres/`: the PostgreSQL engine (`DATABASE_URL`); it seeds an empty database through
 //!   [`MemoryStore::load`], so a seed obeys the same rules in both.
 
+#[cfg(test)]
+mod conformance;
 mod ids;
 mod memory;
 pub mod postgres;
