@@ -7,13 +7,15 @@
 //! Layout: two engines behind the one [`Backend`] trait, sharing the records and their rules.
 //! - `records/` (`auction.rs`, `books.rs`, `things.rs`): the records every store returns, the
 //!   checked inputs (names, bid values, book fields) and the seed formats; free of locks, I/O
-//!   and storage. `text.rs` holds the rules of titles, authors and names; `ids.rs` the id form,
-//!   natural id order and counted ids; `seed.rs` reads the seed files of `DATA_DIR`.
+//!   and storage. Beside it, also shared: `text.rs` (the rules of titles, authors and names),
+//!   `ids.rs` (the id form, natural id order, counted ids), `seed.rs` (reads `DATA_DIR`).
 //! - `memory/`: the in-memory engine. `mod.rs` is [`MemoryStore`], each table behind its lock;
 //!   `auction.rs`, `books.rs` and `things.rs` the tables with their indexes; `ordered.rs` the
 //!   order-statistic map they keep records in.
 //! - `postgres/`: the PostgreSQL engine (`DATABASE_URL`); it seeds an empty database through
 //!   [`MemoryStore::load`], so a seed obeys the same rules in both.
+//! - `conformance.rs` (tests only): the rules both engines keep, as one suite run through the
+//!   traits against each engine.
 
 #[cfg(test)]
 mod conformance;
