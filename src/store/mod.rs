@@ -4,20 +4,27 @@
 //! database-backed implementation can replace the in-memory one without touching a handler. The
 //! store knows nothing of HTTP: it returns [`StoreError`], which the routes map to statuses.
 //!
-//! Layout: `books.rs` and `things.rs` hold each resource's records and rules, free of locks and
-//! I/O; `memory.rs` puts them behind locks; `ordered.rs` is the order-statistic map they keep
-//! records in and the chunk reader every list goes through; `seed.rs` reads `DATA_DIR`; `ids.rs`
-//! orders and hands out string ids; `text.rs` holds the rules of titles, authors and names.
+//! Layout: two engines behind the one [`Backend`] trait, sharing the records and their rules.
+//! - `records/` (`auction.rs`, `books.rs`, `things.rs`): the records every store returns, the
+//!   checked inputs (names, bid values, book fields) and the seed formats; free of locks, I/O
+//!   and storage. Beside it, also shared: `text.rs` (the rules of titles, authors and names),
+//!   `ids.rs` (the id form, natural id order, counted ids), `seed.rs` (reads `DATA_DIR`).
+//! - `memory/`: the in-memory engine. `mod.rs` is [`MemoryStore`], each table behind its lock;
+//!   `auction.rs`, `books.rs` and `things.rs` the tables with their indexes; `ordered.rs` the
+//!   order-statistic map they keep records in.
+//! - `postgres/`: the PostgreSQL engine (`DATABASE_URL`); it seeds an empty database through
+//!   [`MemoryStore::load`], so a seed obeys the same rules in both.
+//! - `conformance.rs` (tests only): the rules both engines keep, as one suite run through the
+//!   traits against each engine.
 
-mod auction;
-mod books;
+#[cfg(test)]
+mod conformance;
 mod ids;
 mod memory;
-mod ordered;
 pub mod postgres;
+mod records;
 mod seed;
 mod text;
-mod things;
 
 use std::ops::Deref;
 use std::path::Path;
@@ -27,13 +34,15 @@ use crate::config::Config;
 
 use async_trait::async_trait;
 
-pub use auction::{Bid, BidValue, DECIMAL_PATTERN, Item, Name, NewBid, Upsert, User, UserItems};
-pub use books::{Book, BookChanges, BookFields};
 pub use ids::{ID_PATTERN, NaturalId, is_valid_id};
 pub use memory::MemoryStore;
+pub use records::auction::{
+    Bid, BidValue, DECIMAL_PATTERN, Item, Name, NewBid, Upsert, User, UserItems,
+};
+pub use records::books::{Book, BookChanges, BookFields};
+pub use records::things::Thing;
 pub use seed::SeedError;
 pub use text::{MAX_TEXT_CHARS, TEXT_PATTERN};
-pub use things::Thing;
 
 use text::check_text;
 

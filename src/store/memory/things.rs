@@ -1,29 +1,10 @@
-//! Things: the read-only catalogue, loaded once and never changed.
+//! The in-memory catalogue of things: loaded once and never changed.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-use super::ids::{NaturalId, is_valid_id};
 use super::ordered::{RankedMap, natural_cursor, read_chunk};
-use super::{Cursor, StoreError};
-
-/// One entry of the catalogue.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"id": "1", "name": "Thing 1", "description": "The first thing."}))]
-pub struct Thing {
-    /// The thing's id, the same as its key in the catalogue.
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "1")]
-    pub id: String,
-    /// Display name.
-    #[schema(example = "Thing 1")]
-    pub name: String,
-    /// Free text; absent when there is none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
+use crate::store::ids::{NaturalId, is_valid_id};
+use crate::store::{Cursor, StoreError, Thing};
 
 /// The catalogue in natural id order.
 #[derive(Debug, Default)]

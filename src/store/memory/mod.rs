@@ -1,5 +1,9 @@
 //! The in-memory implementation of the store traits.
 //!
+//! `auction.rs`, `books.rs` and `things.rs` hold each resource's table: its records in ordered
+//! maps with the indexes its rules need, free of locks and I/O; `ordered.rs` is the
+//! order-statistic map they keep records in and the chunk reader every list goes through.
+//!
 //! Each table sits behind its own `std::sync::RwLock`, and every method does its whole
 //! read-check-write under one guard, so each operation is atomic. No guard is held across an
 //! `.await` (there is none inside), which is why a std lock, cheaper than tokio's, is right here.
@@ -9,14 +13,19 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
-use super::auction::AuctionTable;
-use super::books::BookTable;
 use super::seed::{self, SeedError, UniqueKeys};
-use super::things::ThingTable;
 use super::{
     AuctionStore, Backend, Bid, Book, BookChanges, BookFields, BookStore, Cursor, Item, Name,
     NewBid, Resource, StoreError, Thing, ThingStore, Upsert, User, UserItems,
 };
+use auction::AuctionTable;
+use books::BookTable;
+use things::ThingTable;
+
+mod auction;
+mod books;
+mod ordered;
+mod things;
 
 const BOOKS_FILE: &str = "books.json";
 const THINGS_FILE: &str = "things.json";

@@ -1,5 +1,5 @@
-//! The auction bid tracker: users, items and bids, and the rules that keep each item's winning
-//! bid and each user's list of items right.
+//! The in-memory bid tracker: users, items and bids with the indexes that keep each item's
+//! winning bid and each user's list of items right.
 //!
 //! Every change is O(log n) in the number of bids: bids are kept in placing order per item (one
 //! ranked map keyed by item and placing number, so a page of an item's bids starts at any
@@ -10,216 +10,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::ops::Bound;
-use std::sync::LazyLock;
-
-use regex::Regex;
-use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 
 use super::books::too_many;
-use super::ids::{IdCounter, NaturalId, is_valid_id};
 use super::ordered::{RankedMap, natural_cursor, rank_after, read_chunk, read_positions};
-use super::seed::UniqueKeys;
-use super::{Cursor, StoreError, Violation, check_text};
-
-/// The string form of a bid value: a plain decimal greater than 0, up to 15 integer digits and
-/// a fraction of up to 9 (or, below 1, up to 17) digits. The original client sends values as
-/// strings such as `"100000"`.
-pub const DECIMAL_PATTERN: &str =
-    r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,9})?|0\.[0-9]{0,8}[1-9][0-9]{0,8})$";
-
-static DECIMAL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(DECIMAL_PATTERN).expect("the decimal pattern compiles"));
-
-/// A user's or an item's name, checked: 1–200 characters, not blank.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Name(String);
-
-impl Name {
-    /// Checks `value`; `field` is its path in the request body, for the error.
-    pub fn parse(field: &'static str, value: String) -> Result<Self, Vec<Violation>> {
-        match check_text(field, &value) {
-            Some(violation) => Err(vec![violation]),
-            None => Ok(Self(value)),
-        }
-    }
-}
-
-impl AsRef<str> for Name {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A bid's value: finite and greater than 0. Deserializes from a JSON number or from a string
-/// holding a decimal number.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
-pub struct BidValue(f64);
-
-impl BidValue {
-    /// Checks a value.
-    pub fn new(value: f64) -> Result<Self, &'static str> {
-        if value.is_finite() && value > 0.0 {
-            Ok(Self(value))
-        } else {
-            Err("must be a finite number greater than 0")
-        }
-    }
-
-    /// Reads the string form (see [`DECIMAL_PATTERN`]).
-    pub fn from_decimal(text: &str) -> Result<Self, &'static str> {
-        const WRONG_FORM: &str =
-            "must be a number greater than 0, or a string holding one such as \"100.5\"";
-        if !DECIMAL.is_match(text) {
-            return Err(WRONG_FORM);
-        }
-        text.parse::<f64>()
-            .map_err(|_| WRONG_FORM)
-            .and_then(Self::new)
-    }
-
-    /// The value as a number.
-    pub fn get(self) -> f64 {
-        self.0
-    }
-
-    /// A key whose order is the value's order: the bit patterns of positive finite floats sort
-    /// as the numbers do, and unlike `f64` they are `Ord`.
-    fn rank_key(self) -> u64 {
-        self.0.to_bits()
-    }
-}
-
-impl<'de> Deserialize<'de> for BidValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ValueVisitor;
-
-        impl Visitor<'_> for ValueVisitor {
-            type Value = BidValue;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number greater than 0, or a string holding one")
-            }
-
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<BidValue, E> {
-                BidValue::new(v).map_err(E::custom)
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BidValue, E> {
-                self.visit_f64(v as f64)
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BidValue, E> {
-                self.visit_f64(v as f64)
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<BidValue, E> {
-                BidValue::from_decimal(v).map_err(E::custom)
-            }
-        }
-
-        deserializer.deserialize_any(ValueVisitor)
-    }
-}
-
-/// A user.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
-    /// The user's id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-}
-
-/// A bid.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Bid {
-    /// The bid's id.
-    pub id: String,
-    /// The item bid on.
-    pub item: String,
-    /// The amount, greater than 0.
-    pub value: f64,
-    /// The bidder.
-    pub user: String,
-}
-
-/// An item with its winning bid.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Item {
-    /// The item's id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// The winning bid's id; `None` without bids.
-    pub winning: Option<String>,
-    /// How many bids the item has.
-    pub bid_count: usize,
-}
-
-/// A user with some of the items they bid on, once each, in order of their first bid.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserItems {
-    /// The user.
-    pub user: User,
-    /// Item ids, each with the placing number of the user's first remaining bid on it (the
-    /// cursor to read on from).
-    pub items: Vec<(u64, String)>,
-}
-
-/// Whether a PUT created the record or replaced it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Upsert {
-    /// It did not exist before.
-    Created,
-    /// It existed and was replaced.
-    Replaced,
-}
-
-/// A bid to place, with its references still to check.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewBid {
-    /// The item's id.
-    pub item: String,
-    /// The bidder's id.
-    pub user: String,
-    /// The amount.
-    pub value: BidValue,
-}
-
-/// `auction.json`: users, items and bids keyed by id. Winners and bid lists are derived.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuctionSeed {
-    #[serde(default)]
-    users: Option<UniqueKeys<SeedUser>>,
-    #[serde(default)]
-    items: Option<UniqueKeys<SeedItem>>,
-    #[serde(default)]
-    bids: Option<UniqueKeys<SeedBid>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedUser {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedItem {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedBid {
-    item: String,
-    value: BidValue,
-    user: String,
-}
+use crate::store::ids::{IdCounter, NaturalId, is_valid_id};
+use crate::store::records::auction::{AuctionSeed, seed_name};
+use crate::store::{
+    Bid, BidValue, Cursor, Item, Name, NewBid, StoreError, Upsert, User, UserItems,
+};
 
 #[derive(Debug)]
 struct UserRecord {
@@ -264,6 +63,12 @@ pub struct AuctionTable {
     next_item_key: u64,
     /// The most users, items, or bids the table may hold (each).
     max_records: usize,
+}
+
+/// A key whose order is the value's order: the bit patterns of positive finite floats sort as the
+/// numbers do, and unlike `f64` they are `Ord`.
+fn rank_key(value: BidValue) -> u64 {
+    value.get().to_bits()
 }
 
 fn not_found(kind: &str, id: &str) -> StoreError {
@@ -401,14 +206,14 @@ impl AuctionTable {
         self.user_ids.observe(id.as_str());
         match self.users.get_mut(&id) {
             Some(user) => {
-                user.name = name.0;
+                user.name = name.into_string();
                 Upsert::Replaced
             }
             None => {
                 self.users.insert(
                     id,
                     UserRecord {
-                        name: name.0,
+                        name: name.into_string(),
                         bids_by_item: HashMap::new(),
                         items_by_first_bid: BTreeMap::new(),
                     },
@@ -513,14 +318,14 @@ impl AuctionTable {
         self.item_ids.observe(id.as_str());
         match self.items.get_mut(&id) {
             Some(item) => {
-                item.name = name.0;
+                item.name = name.into_string();
                 Upsert::Replaced
             }
             None => {
                 let key = self.next_item_key;
                 self.next_item_key += 1;
                 let record = ItemRecord {
-                    name: name.0,
+                    name: name.into_string(),
                     key,
                     ranking: BTreeSet::new(),
                 };
@@ -650,7 +455,7 @@ impl AuctionTable {
         self.next_seq += 1;
 
         let item = self.items.get_mut(&item_id).expect("checked above");
-        item.ranking.insert((Reverse(bid.value.rank_key()), seq));
+        item.ranking.insert((Reverse(rank_key(bid.value)), seq));
         let key = item.key;
         self.placements.insert((key, seq), id.clone());
 
@@ -677,7 +482,7 @@ impl AuctionTable {
         let bid = self.bids.remove(id)?;
         if let Some(item) = self.items.get_mut(&bid.item) {
             item.ranking
-                .remove(&(Reverse(bid.value.rank_key()), bid.seq));
+                .remove(&(Reverse(rank_key(bid.value)), bid.seq));
             let key = item.key;
             self.placements.remove(&(key, bid.seq));
         }
@@ -700,15 +505,6 @@ impl AuctionTable {
     }
 }
 
-fn seed_name(id: &str, kind: &str, name: String) -> Result<Name, String> {
-    if !is_valid_id(id) {
-        return Err(format!(
-            "{kind} {id:?}: ids must match [A-Za-z0-9_-]{{1,64}}"
-        ));
-    }
-    Name::parse("name", name).map_err(|v| format!("{kind} {id}: name {}", v[0].message))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,18 +515,6 @@ mod tests {
 
     fn value(v: f64) -> BidValue {
         BidValue::new(v).unwrap()
-    }
-
-    /// A table with users u1..u3 and items i1, i2.
-    fn table() -> AuctionTable {
-        let mut t = AuctionTable::new(1000);
-        for u in ["u1", "u2", "u3"] {
-            t.put_user(u, name(u)).unwrap();
-        }
-        for i in ["i1", "i2"] {
-            t.put_item(i, name(i)).unwrap();
-        }
-        t
     }
 
     fn bid(t: &mut AuctionTable, item: &str, user: &str, v: f64) -> String {
@@ -745,140 +529,6 @@ mod tests {
 
     fn winner(t: &AuctionTable, item: &str) -> Option<String> {
         t.get_item(item).unwrap().winning
-    }
-
-    fn bid_ids_of(t: &AuctionTable, item: &str) -> Vec<String> {
-        t.item_bids(item, &Cursor::Offset(0), usize::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|(_, bid)| bid.id)
-            .collect()
-    }
-
-    fn items_of(t: &AuctionTable, user: &str) -> Vec<String> {
-        t.user_items(user, None, usize::MAX)
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|(_, item)| item)
-            .collect()
-    }
-
-    #[test]
-    fn the_highest_bid_wins_and_the_earliest_wins_a_tie() {
-        let mut t = table();
-        assert_eq!(winner(&t, "i1"), None);
-        let b1 = bid(&mut t, "i1", "u1", 500.0);
-        let b2 = bid(&mut t, "i1", "u2", 1000.0);
-        let _b3 = bid(&mut t, "i1", "u3", 1000.0);
-        let _b4 = bid(&mut t, "i1", "u1", 999.99);
-        assert_eq!(winner(&t, "i1").as_deref(), Some(b2.as_str()));
-        t.delete_bid(&b2).unwrap();
-        assert_eq!(winner(&t, "i1").as_deref(), Some("bid3"));
-        t.delete_bid("bid3").unwrap();
-        t.delete_bid("bid4").unwrap();
-        assert_eq!(winner(&t, "i1").as_deref(), Some(b1.as_str()));
-        t.delete_bid(&b1).unwrap();
-        assert_eq!(winner(&t, "i1"), None);
-        assert!(matches!(t.winning_bid("i1"), Err(StoreError::NoBids(_))));
-    }
-
-    #[test]
-    fn bid_ids_are_never_reused_and_sort_naturally() {
-        let mut t = table();
-        for _ in 0..10 {
-            bid(&mut t, "i1", "u1", 1.0);
-        }
-        t.delete_bid("bid10").unwrap();
-        assert_eq!(bid(&mut t, "i1", "u1", 1.0), "bid11");
-        let ids: Vec<_> = t
-            .list_bids(&Cursor::Offset(0), 100)
-            .into_iter()
-            .map(|b| b.id)
-            .collect();
-        assert_eq!(ids[8..], ["bid9", "bid11"]);
-    }
-
-    #[test]
-    fn a_refused_bid_changes_nothing_and_uses_no_id() {
-        let mut t = table();
-        let missing_user = t.place_bid(NewBid {
-            item: "i1".into(),
-            user: "nobody".into(),
-            value: value(1.0),
-        });
-        assert!(matches!(
-            missing_user,
-            Err(StoreError::MissingReference {
-                field: "bid/user",
-                ..
-            })
-        ));
-        let missing_item = t.place_bid(NewBid {
-            item: "nothing".into(),
-            user: "u1".into(),
-            value: value(1.0),
-        });
-        assert!(matches!(
-            missing_item,
-            Err(StoreError::MissingReference {
-                field: "bid/item",
-                ..
-            })
-        ));
-        assert_eq!(t.counts().2, 0);
-        assert_eq!(bid(&mut t, "i1", "u1", 1.0), "bid1");
-    }
-
-    #[test]
-    fn user_items_are_listed_once_in_order_of_first_remaining_bid() {
-        let mut t = table();
-        let first_on_i2 = bid(&mut t, "i2", "u1", 5.0);
-        bid(&mut t, "i1", "u1", 5.0);
-        bid(&mut t, "i2", "u1", 6.0);
-        let items = |t: &AuctionTable| items_of(t, "u1");
-        assert_eq!(items(&t), ["i2", "i1"]);
-        t.delete_bid(&first_on_i2).unwrap();
-        // The remaining bid on i2 came after the one on i1.
-        assert_eq!(items(&t), ["i1", "i2"]);
-        t.delete_bid("bid3").unwrap();
-        assert_eq!(items(&t), ["i1"]);
-        assert!(items_of(&t, "u2").is_empty());
-    }
-
-    #[test]
-    fn deleting_a_user_or_an_item_deletes_their_bids_and_fixes_winners() {
-        let mut t = table();
-        bid(&mut t, "i1", "u1", 10.0);
-        bid(&mut t, "i1", "u2", 20.0);
-        bid(&mut t, "i2", "u2", 30.0);
-        bid(&mut t, "i2", "u1", 5.0);
-        t.delete_user("u2").unwrap();
-        assert_eq!(winner(&t, "i1").as_deref(), Some("bid1"));
-        assert_eq!(winner(&t, "i2").as_deref(), Some("bid4"));
-        assert_eq!(t.counts(), (2, 2, 2));
-        t.delete_item("i2").unwrap();
-        assert_eq!(t.counts(), (2, 1, 1));
-        assert_eq!(items_of(&t, "u1"), ["i1"]);
-        assert!(matches!(t.get_bid("bid4"), Err(StoreError::NotFound(_))));
-    }
-
-    #[test]
-    fn put_creates_or_renames_and_keeps_bids() {
-        let mut t = table();
-        bid(&mut t, "i1", "u1", 1.0);
-        let (item, upsert) = t.put_item("i1", name("renamed")).unwrap();
-        assert_eq!(upsert, Upsert::Replaced);
-        assert_eq!(item.name, "renamed");
-        assert_eq!(item.bid_count, 1);
-        assert_eq!(bid_ids_of(&t, "i1"), ["bid1"]);
-        let (_, upsert) = t.put_item("item7", name("new")).unwrap();
-        assert_eq!(upsert, Upsert::Created);
-        // Server-assigned ids continue above the client's.
-        assert_eq!(t.create_item(name("next")).unwrap().id, "item8");
-        let (_, upsert) = t.put_user("u1", name("Al")).unwrap();
-        assert_eq!(upsert, Upsert::Replaced);
-        assert_eq!(t.create_user(name("x")).unwrap().id, "user1");
     }
 
     #[test]
@@ -923,22 +573,6 @@ mod tests {
     }
 
     #[test]
-    fn values_come_as_numbers_or_decimal_strings() {
-        let parse = |json: &str| serde_json::from_str::<BidValue>(json).map(BidValue::get);
-        assert_eq!(parse("500.0").unwrap(), 500.0);
-        assert_eq!(parse("7").unwrap(), 7.0);
-        assert_eq!(parse("\"100000\"").unwrap(), 100000.0);
-        assert_eq!(parse("\"100.5\"").unwrap(), 100.5);
-        assert_eq!(parse("\"0.01\"").unwrap(), 0.01);
-        for bad in [
-            "0", "-1", "0.0", "\"0\"", "\"0.00\"", "\"-5\"", "\"abc\"", "\"\"", "\"1e5\"",
-            "\" 5\"", "\"NaN\"", "\"inf\"", "\"01\"", "null", "true", "[1]",
-        ] {
-            assert!(parse(bad).is_err(), "{bad} is refused");
-        }
-    }
-
-    #[test]
     fn seeds_are_checked_record_by_record() {
         let seed = |json: &str| {
             AuctionTable::from_seed(serde_json::from_str(json).unwrap(), 100).map(|t| t.counts())
@@ -965,143 +599,5 @@ mod tests {
         assert!(bad_id.contains("a b"), "{bad_id}");
         let too_many = AuctionTable::from_seed(serde_json::from_str(ok).unwrap(), 1).unwrap_err();
         assert!(too_many.contains("2 bids"), "{too_many}");
-    }
-
-    mod properties {
-        use super::*;
-        use proptest::prelude::*;
-
-        #[derive(Clone, Debug)]
-        enum Op {
-            PutUser(u8),
-            PutItem(u8),
-            Bid { item: u8, user: u8, value: u8 },
-            DeleteBid(u16),
-            DeleteUser(u8),
-            DeleteItem(u8),
-        }
-
-        fn op() -> impl Strategy<Value = Op> {
-            // Few users, items and values, so that references hit, ties happen and deletes
-            // find something.
-            prop_oneof![
-                1 => (0..4u8).prop_map(Op::PutUser),
-                1 => (0..3u8).prop_map(Op::PutItem),
-                6 => (0..3u8, 0..4u8, 1..6u8)
-                    .prop_map(|(item, user, value)| Op::Bid { item, user, value }),
-                3 => any::<u16>().prop_map(Op::DeleteBid),
-                1 => (0..4u8).prop_map(Op::DeleteUser),
-                1 => (0..3u8).prop_map(Op::DeleteItem),
-            ]
-        }
-
-        /// The brute-force model: every live bid in placing order.
-        #[derive(Default)]
-        struct Model {
-            users: BTreeSet<String>,
-            items: BTreeSet<String>,
-            bids: Vec<(String, String, String, f64)>, // id, item, user, value
-        }
-
-        impl Model {
-            fn winner(&self, item: &str) -> Option<String> {
-                let mut best: Option<&(String, String, String, f64)> = None;
-                for bid in self.bids.iter().filter(|b| b.1 == item) {
-                    if best.is_none_or(|top| bid.3 > top.3) {
-                        best = Some(bid);
-                    }
-                }
-                best.map(|b| b.0.clone())
-            }
-
-            fn user_items(&self, user: &str) -> Vec<String> {
-                let mut items: Vec<String> = Vec::new();
-                for bid in self.bids.iter().filter(|b| b.2 == user) {
-                    if !items.contains(&bid.1) {
-                        items.push(bid.1.clone());
-                    }
-                }
-                items
-            }
-        }
-
-        proptest! {
-            #[test]
-            fn winners_and_indexes_always_match_a_brute_force_recomputation(
-                ops in proptest::collection::vec(op(), 1..120)
-            ) {
-                let mut table = AuctionTable::new(1000);
-                let mut model = Model::default();
-                for op in ops {
-                    match op {
-                        Op::PutUser(u) => {
-                            let id = format!("u{u}");
-                            table.put_user(&id, name("n")).unwrap();
-                            model.users.insert(id);
-                        }
-                        Op::PutItem(i) => {
-                            let id = format!("i{i}");
-                            table.put_item(&id, name("n")).unwrap();
-                            model.items.insert(id);
-                        }
-                        Op::Bid { item, user, value } => {
-                            let (item, user) = (format!("i{item}"), format!("u{user}"));
-                            let placed = table.place_bid(NewBid {
-                                item: item.clone(),
-                                user: user.clone(),
-                                value: BidValue::new(f64::from(value)).unwrap(),
-                            });
-                            let known = model.users.contains(&user) && model.items.contains(&item);
-                            prop_assert_eq!(placed.is_ok(), known);
-                            if let Ok(bid) = placed {
-                                model.bids.push((bid.id, item, user, f64::from(value)));
-                            }
-                        }
-                        Op::DeleteBid(pick) => {
-                            if !model.bids.is_empty() {
-                                let index = usize::from(pick) % model.bids.len();
-                                let (id, ..) = model.bids.remove(index);
-                                prop_assert!(table.delete_bid(&id).is_ok());
-                            }
-                        }
-                        Op::DeleteUser(u) => {
-                            let id = format!("u{u}");
-                            prop_assert_eq!(table.delete_user(&id).is_ok(), model.users.remove(&id));
-                            model.bids.retain(|b| b.2 != id);
-                        }
-                        Op::DeleteItem(i) => {
-                            let id = format!("i{i}");
-                            prop_assert_eq!(table.delete_item(&id).is_ok(), model.items.remove(&id));
-                            model.bids.retain(|b| b.1 != id);
-                        }
-                    }
-                    for item in &model.items {
-                        let found = table.get_item(item).unwrap();
-                        prop_assert_eq!(&found.winning, &model.winner(item), "winner of {}", item);
-                        let expected: Vec<String> = model
-                            .bids
-                            .iter()
-                            .filter(|b| &b.1 == item)
-                            .map(|b| b.0.clone())
-                            .collect();
-                        prop_assert_eq!(found.bid_count, expected.len());
-                        prop_assert_eq!(bid_ids_of(&table, item), expected.clone());
-                        // Any page of the item's bids is the model's slice, also past the end.
-                        let offset = expected.len() / 2;
-                        let page: Vec<String> = table
-                            .item_bids(item, &Cursor::Offset(offset), 2)
-                            .unwrap()
-                            .into_iter()
-                            .map(|(_, bid)| bid.id)
-                            .collect();
-                        prop_assert_eq!(page, expected.iter().skip(offset).take(2).cloned().collect::<Vec<_>>());
-                    }
-                    for user in &model.users {
-                        prop_assert_eq!(items_of(&table, user), model.user_items(user));
-                    }
-                    prop_assert_eq!(table.counts(), (model.users.len(), model.items.len(), model.bids.len()));
-                }
-            }
-        }
     }
 }

@@ -1,99 +1,7 @@
-//! Books: the record, its field rules, and the table that assigns ids.
-
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+//! The in-memory books: the table that keeps them in id order and assigns ids.
 
 use super::ordered::{RankedMap, read_chunk};
-use super::{Cursor, StoreError, Violation, check_text};
-
-/// A book as stored and sent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"id": 1, "title": "Java book", "author": "Jane Doe"}))]
-pub struct Book {
-    /// Assigned by the server; never reused.
-    #[schema(minimum = 1, example = 1)]
-    pub id: u64,
-    /// 1 to 200 characters, not blank.
-    #[schema(min_length = 1, max_length = 200, example = "Java book")]
-    pub title: String,
-    /// At most 200 characters, not blank; absent when unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 200, example = "Jane Doe")]
-    pub author: Option<String>,
-}
-
-/// A book's fields, checked against the rules: what create and replace store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BookFields {
-    title: String,
-    author: Option<String>,
-}
-
-impl BookFields {
-    /// Checks `title` and `author`; every broken rule is reported, not just the first.
-    pub fn parse(title: String, author: Option<String>) -> Result<Self, Vec<Violation>> {
-        let mut violations = Vec::new();
-        violations.extend(check_text("title", &title));
-        if let Some(author) = &author {
-            violations.extend(check_text("author", author));
-        }
-        if violations.is_empty() {
-            Ok(Self { title, author })
-        } else {
-            Err(violations)
-        }
-    }
-
-    /// The title.
-    pub fn title(&self) -> &str {
-        &self.title
-    }
-
-    /// The author, if known.
-    pub fn author(&self) -> Option<&str> {
-        self.author.as_deref()
-    }
-}
-
-/// A partial change to a book, checked against the rules: what PATCH applies.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BookChanges {
-    title: Option<String>,
-    /// `Some(None)` removes the author.
-    author: Option<Option<String>>,
-}
-
-impl BookChanges {
-    /// Checks the fields that are present.
-    pub fn parse(
-        title: Option<String>,
-        author: Option<Option<String>>,
-    ) -> Result<Self, Vec<Violation>> {
-        let mut violations = Vec::new();
-        if let Some(title) = &title {
-            violations.extend(check_text("title", title));
-        }
-        if let Some(Some(author)) = &author {
-            violations.extend(check_text("author", author));
-        }
-        if violations.is_empty() {
-            Ok(Self { title, author })
-        } else {
-            Err(violations)
-        }
-    }
-
-    /// The new title, if it changes.
-    pub fn title(&self) -> Option<&str> {
-        self.title.as_deref()
-    }
-
-    /// The new author if it changes: `Some(None)` removes it.
-    pub fn author(&self) -> Option<Option<&str>> {
-        self.author.as_ref().map(Option::as_deref)
-    }
-}
+use crate::store::{Book, BookChanges, BookFields, Cursor, StoreError};
 
 /// All books, with the id counter: the in-memory rules, free of locks and I/O.
 #[derive(Debug)]
@@ -167,11 +75,8 @@ impl BookTable {
             .checked_add(1)
             .ok_or(StoreError::Exhausted("book ids"))?;
         self.highest_id = id;
-        let book = Book {
-            id,
-            title: fields.title,
-            author: fields.author,
-        };
+        let (title, author) = fields.into_parts();
+        let book = Book { id, title, author };
         self.rows.insert(id, book.clone());
         Ok(book)
     }
@@ -179,18 +84,18 @@ impl BookTable {
     /// Replaces both fields of an existing book.
     pub fn replace(&mut self, id: u64, fields: BookFields) -> Result<Book, StoreError> {
         let book = self.rows.get_mut(&id).ok_or_else(|| not_found(id))?;
-        book.title = fields.title;
-        book.author = fields.author;
+        (book.title, book.author) = fields.into_parts();
         Ok(book.clone())
     }
 
     /// Changes the given fields of an existing book.
     pub fn update(&mut self, id: u64, changes: BookChanges) -> Result<Book, StoreError> {
         let book = self.rows.get_mut(&id).ok_or_else(|| not_found(id))?;
-        if let Some(title) = changes.title {
+        let (title, author) = changes.into_parts();
+        if let Some(title) = title {
             book.title = title;
         }
-        if let Some(author) = changes.author {
+        if let Some(author) = author {
             book.author = author;
         }
         Ok(book.clone())
@@ -247,22 +152,6 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_table_starts_at_one() {
-        let mut table = BookTable::new(10);
-        assert_eq!(table.create(fields("a")).unwrap().id, 1);
-    }
-
-    #[test]
-    fn list_is_ordered_by_id_and_read_in_chunks() {
-        let table = seeded(vec![book(10, "j"), book(2, "b"), book(5, "e")]).unwrap();
-        let ids = |books: Vec<Book>| books.iter().map(|b| b.id).collect::<Vec<_>>();
-        assert_eq!(ids(table.list(&Cursor::Offset(0), 10)), [2, 5, 10]);
-        assert_eq!(ids(table.list(&Cursor::Offset(1), 1)), [5]);
-        assert_eq!(ids(table.list(&Cursor::After(5), 10)), [10]);
-        assert!(table.list(&Cursor::Offset(9), 10).is_empty());
-    }
-
-    #[test]
     fn a_full_table_refuses_creates_and_changes_nothing() {
         let mut table = BookTable::new(2);
         table.create(fields("a")).unwrap();
@@ -295,35 +184,5 @@ mod tests {
             blank.contains("book 4") && blank.contains("title"),
             "{blank}"
         );
-    }
-
-    #[test]
-    fn field_rules_report_every_violation() {
-        let long = "x".repeat(201);
-        let errs = BookFields::parse(" ".into(), Some(long)).unwrap_err();
-        assert_eq!(errs.len(), 2);
-        assert_eq!(errs[0].field, "title");
-        assert_eq!(errs[1].field, "author");
-        // 200 characters is the limit, counted in characters, not bytes.
-        assert!(BookFields::parse("é".repeat(200), Some("ü".repeat(200))).is_ok());
-    }
-
-    #[test]
-    fn changes_touch_only_given_fields_and_can_remove_the_author() {
-        let mut table = BookTable::new(10);
-        let b = table
-            .create(BookFields::parse("t".into(), Some("a".into())).unwrap())
-            .unwrap();
-        let same = table.update(b.id, BookChanges::default()).unwrap();
-        assert_eq!(same, b);
-        let changed = table
-            .update(b.id, BookChanges::parse(None, Some(None)).unwrap())
-            .unwrap();
-        assert_eq!(changed.title, "t");
-        assert_eq!(changed.author, None);
-        assert!(matches!(
-            table.update(99, BookChanges::default()),
-            Err(StoreError::NotFound(_))
-        ));
     }
 }

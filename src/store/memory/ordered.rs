@@ -5,8 +5,8 @@
 //! a list that starts at `offset=500000` does not walk half a million entries to get there. It
 //! is also denser than `std`'s B-tree, which matters at a million records.
 
-use super::Cursor;
-use super::ids::NaturalId;
+use crate::store::Cursor;
+use crate::store::ids::NaturalId;
 
 /// A sorted map whose entries can be reached by position in O(log n).
 pub type RankedMap<K, V> = indexset::BTreeMap<K, V>;
