@@ -79,6 +79,10 @@ pub enum StoreError {
     /// changed. The text says what failed, never how to connect (no URL, no password).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The database answered with an error no request should cause (a bug, or a schema that
+    /// does not match this binary): a 500 whose text is logged, never sent.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// A rule a field broke, for the routes to turn into a 422 pointer.

@@ -1,24 +1,12 @@
-//! The PostgreSQL store's metrics: the pool's connections, the requests waiting for one, and
+//! The PostgreSQL store's metrics: the pool's connections, the operations waiting for one, and
 //! the time each store operation takes. Pool figures are read at each scrape, so they cost
 //! nothing between scrapes.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Instant;
-
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts};
-use sqlx::PgPool;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::Postgres;
+use prometheus::{HistogramVec, IntGauge, IntGaugeVec, Opts};
 
-/// Query latency buckets in seconds: a fraction of a millisecond on loopback up to the
-/// statement timeout's range.
-const QUERY_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
-];
+use super::PostgresStore;
 
 /// The metric families this module exports, for tests and the dashboard's check.
 pub const FAMILIES: [&str; 4] = [
@@ -28,29 +16,18 @@ pub const FAMILIES: [&str; 4] = [
     "monolith_db_query_duration_seconds",
 ];
 
-/// Counts and times the store's use of the database; cheap to clone.
-#[derive(Clone)]
+/// The store's metrics as one collector, registered with the app's registry.
 pub struct DbMetrics {
-    pool: PgPool,
-    waiting: Arc<AtomicI64>,
+    store: PostgresStore,
     query_seconds: HistogramVec,
     connections: IntGaugeVec,
     max_connections: IntGauge,
-    waiting_gauge: IntGauge,
+    waiting: IntGauge,
 }
 
 impl DbMetrics {
-    /// Metrics for `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        let query_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "monolith_db_query_duration_seconds",
-                "Time per store operation on PostgreSQL (one statement or one transaction)",
-            )
-            .buckets(QUERY_BUCKETS.to_vec()),
-            &["operation"],
-        )
-        .expect("valid metric");
+    /// Metrics for `store`'s pool and operations.
+    pub fn new(store: PostgresStore) -> Self {
         let connections = IntGaugeVec::new(
             Opts::new(
                 "monolith_db_pool_connections",
@@ -64,51 +41,23 @@ impl DbMetrics {
             "The pool's maximum (DATABASE_MAX_CONNECTIONS)",
         )
         .expect("valid metric");
-        let waiting_gauge = IntGauge::new(
+        let waiting = IntGauge::new(
             "monolith_db_pool_waiting",
             "Store operations waiting for a database connection",
         )
         .expect("valid metric");
         Self {
-            pool,
-            waiting: Arc::new(AtomicI64::new(0)),
-            query_seconds,
+            query_seconds: store.query_latency(),
+            store,
             connections,
             max_connections,
-            waiting_gauge,
+            waiting,
         }
-    }
-
-    /// A connection from the pool, counted as waiting until it arrives.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        // Decremented on drop too, so a request cancelled while waiting is not counted forever.
-        let _waiting = WaitingGuard(&self.waiting);
-        self.pool.acquire().await
-    }
-
-    /// Runs one store operation, recording how long it took under `operation`.
-    pub async fn time<T>(&self, operation: &'static str, work: impl Future<Output = T>) -> T {
-        let started = Instant::now();
-        let result = work.await;
-        self.query_seconds
-            .with_label_values(&[operation])
-            .observe(started.elapsed().as_secs_f64());
-        result
-    }
-
-    /// The collector to register with the app's registry.
-    pub fn collector(&self) -> Box<dyn Collector> {
-        Box::new(self.clone())
     }
 }
 
-struct WaitingGuard<'a>(&'a AtomicI64);
-
-impl Drop for WaitingGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+fn gauge_value(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 impl Collector for DbMetrics {
@@ -117,27 +66,25 @@ impl Collector for DbMetrics {
             self.query_seconds.desc(),
             self.connections.desc(),
             self.max_connections.desc(),
-            self.waiting_gauge.desc(),
+            self.waiting.desc(),
         ]
         .concat()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let size = i64::from(self.pool.size());
-        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(i64::MAX);
+        let stats = self.store.pool_stats();
+        let idle = gauge_value(stats.idle);
         self.connections.with_label_values(&["idle"]).set(idle);
         self.connections
             .with_label_values(&["in_use"])
-            .set((size - idle).max(0));
-        self.max_connections
-            .set(i64::from(self.pool.options().get_max_connections()));
-        self.waiting_gauge
-            .set(self.waiting.load(Ordering::Relaxed).max(0));
+            .set((gauge_value(stats.size) - idle).max(0));
+        self.max_connections.set(gauge_value(stats.max));
+        self.waiting.set(gauge_value(stats.waiting));
         [
             self.query_seconds.collect(),
             self.connections.collect(),
             self.max_connections.collect(),
-            self.waiting_gauge.collect(),
+            self.waiting.collect(),
         ]
         .concat()
     }
@@ -150,9 +97,10 @@ mod tests {
     #[tokio::test]
     async fn exports_exactly_its_families_without_touching_the_database() {
         // A lazy pool never connects, so this needs no database.
-        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
-        let metrics = DbMetrics::new(pool);
-        metrics.time("get_book", async {}).await;
+        let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let store = PostgresStore::new(pool);
+        drop(store.timer("get_book"));
+        let metrics = DbMetrics::new(store);
         let mut names: Vec<String> = metrics
             .collect()
             .iter()
