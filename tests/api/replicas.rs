@@ -38,13 +38,13 @@ impl Replicas {
     async fn start(test: &str) -> Option<Self> {
         let url = test_database_url(test)?;
         let schema = FreshSchema::create(&url).await;
-        // Three of these tests run at once next to the rest of the suite: a small pool each
+        // A few of these tests run at once next to the rest of the suite: a small pool each
         // stays well inside PostgreSQL's 100 connections.
         let servers = start_together(
             2,
             &[
                 ("DATABASE_URL", &schema.url),
-                ("DATABASE_MAX_CONNECTIONS", "6"),
+                ("DATABASE_MAX_CONNECTIONS", "8"),
             ],
         );
         let nodes = [
@@ -196,7 +196,7 @@ async fn concurrent_bids_on_one_item_through_two_replicas_count_once_and_the_win
                 let mut placed = Vec::new();
                 for (user, value) in plan {
                     let answer = node
-                        .post(&format!("{API}/bids"), &bid_body(&item, &user, value))
+                        .post_retrying(&format!("{API}/bids"), &bid_body(&item, &user, value))
                         .await;
                     placed.push(PlacedBid {
                         user,
@@ -213,6 +213,8 @@ async fn concurrent_bids_on_one_item_through_two_replicas_count_once_and_the_win
         placed.extend(task.await.unwrap());
     }
 
+    let retried: u32 = placed.iter().map(|bid| bid.answer.retried).sum();
+    eprintln!("{TEST}: {retried} attempts answered 503 and were retried");
     let refused: Vec<_> = placed
         .iter()
         .filter(|bid| bid.answer.status != 201)
@@ -324,7 +326,7 @@ async fn create(node: &Node, kind: &str, n: usize) -> Answer {
             json!({"item": {"name": format!("Replicated item {n}")}}),
         ),
     };
-    node.post(&format!("{API}/{path}"), &body).await
+    node.post_retrying(&format!("{API}/{path}"), &body).await
 }
 
 /// The id in a create's answer, as text.
@@ -361,13 +363,18 @@ async fn concurrent_creates_through_two_replicas_get_unique_ids_and_all_persist(
     tokio::time::sleep(Duration::from_millis(100)).await;
     let put_user = replicas
         .node(1)
-        .put(&format!("{API}/users/user5000"), &json!({"name": "Chosen"}))
+        .send_retrying(
+            Method::PUT,
+            &format!("{API}/users/user5000"),
+            Some(&json!({"name": "Chosen"})),
+        )
         .await;
     let put_item = replicas
         .node(0)
-        .put(
+        .send_retrying(
+            Method::PUT,
             &format!("{API}/items/item7000"),
-            &json!({"item": {"name": "Chosen"}}),
+            Some(&json!({"item": {"name": "Chosen"}})),
         )
         .await;
     assert_eq!(put_user.status, 201, "{put_user:?}");
@@ -471,7 +478,7 @@ async fn deleting_a_user_while_their_bids_arrive_on_two_replicas_leaves_no_orpha
                         break;
                     }
                     let answer = node
-                        .post(&format!("{API}/bids"), &bid_body(&item, &user, value))
+                        .post_retrying(&format!("{API}/bids"), &bid_body(&item, &user, value))
                         .await;
                     placed.push(PlacedBid {
                         user,
@@ -486,7 +493,7 @@ async fn deleting_a_user_while_their_bids_arrive_on_two_replicas_leaves_no_orpha
     tokio::time::sleep(Duration::from_millis(500)).await;
     let deleted = replicas
         .node(1)
-        .delete(&format!("{API}/users/{leaving}"))
+        .send_retrying(Method::DELETE, &format!("{API}/users/{leaving}"), None)
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);

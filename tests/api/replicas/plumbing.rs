@@ -131,6 +131,8 @@ pub struct Answer {
     pub body: Value,
     pub sent: Instant,
     pub received: Instant,
+    /// 503s answered before this one, by [`Node::send_retrying`].
+    pub retried: u32,
 }
 
 impl Answer {
@@ -204,6 +206,7 @@ impl Node {
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             sent,
             received: Instant::now(),
+            retried: 0,
         })
     }
 
@@ -214,20 +217,32 @@ impl Node {
             .unwrap_or_else(|e| panic!("no answer from {}: {e}", self.origin))
     }
 
+    /// Like [`Node::send`], but a 503 problem (an overloaded pool, say) is retried a few times
+    /// after a pause, as its `Retry-After` invites: a client that does so must never cause a
+    /// write twice. The answer is the last attempt's.
+    pub async fn send_retrying(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
+        let mut retried = 0;
+        loop {
+            let answer = self.send(method.clone(), path, body).await;
+            if !answer.is_unavailable_problem() || retried == 20 {
+                return Answer { retried, ..answer };
+            }
+            retried += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `POST`, retried on 503 as [`Node::send_retrying`] does.
+    pub async fn post_retrying(&self, path: &str, body: &Value) -> Answer {
+        self.send_retrying(Method::POST, path, Some(body)).await
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, None).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Answer {
         self.send(Method::POST, path, Some(body)).await
-    }
-
-    pub async fn put(&self, path: &str, body: &Value) -> Answer {
-        self.send(Method::PUT, path, Some(body)).await
-    }
-
-    pub async fn delete(&self, path: &str) -> Answer {
-        self.send(Method::DELETE, path, None).await
     }
 
     /// `GET` that must answer 200; its JSON body.
