@@ -877,3 +877,73 @@ async fn the_database_lost_under_a_write_load_is_a_503_then_recovers_and_no_ackn
     assert!(!logs.to_lowercase().contains("panic"), "{logs}");
     eprintln!("{TEST}: stopped after {:?}", began.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_database_is_back_after_a_quiet_restart_requests_succeed() {
+    const TEST: &str = "once_the_database_is_back_after_a_quiet_restart";
+    if test_database_url(TEST).is_none() {
+        return;
+    }
+    let Some(cluster) = tokio::task::block_in_place(|| PrivateCluster::start(TEST)) else {
+        return;
+    };
+    let url = cluster.url();
+    let server = tokio::task::block_in_place(|| {
+        ServerProcess::start(&[
+            ("DATABASE_URL", &url),
+            ("DATABASE_MAX_CONNECTIONS", "4"),
+            ("DATABASE_STATEMENT_TIMEOUT_SECS", "2"),
+        ])
+    });
+    let node = Node::new(&server.address, CLIENT_TIMEOUT);
+    let concurrently = |path: &'static str, body: Option<Value>| {
+        let requests: Vec<_> = (0..8)
+            .map(|_| {
+                let (node, body) = (node.clone(), body.clone());
+                tokio::spawn(async move {
+                    let method = if body.is_some() {
+                        Method::POST
+                    } else {
+                        Method::GET
+                    };
+                    node.send(method, &format!("{API}{path}"), body.as_ref())
+                        .await
+                })
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::new();
+            for request in requests {
+                answers.push(request.await.unwrap());
+            }
+            answers
+        }
+    };
+    // Every pooled connection gets used, then sits idle while PostgreSQL restarts: nobody
+    // asks anything during the outage.
+    for answer in concurrently("/books/1", None).await {
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    tokio::task::block_in_place(|| {
+        cluster.crash();
+        cluster.restart();
+    });
+    // PostgreSQL accepts connections again (`pg_ctl start -w` waited for that): requests must
+    // not stumble on a pooled connection that the restart broke.
+    let book = json!({"title": "After the restart"});
+    let failed: Vec<Answer> = concurrently("/books", Some(book))
+        .await
+        .into_iter()
+        .filter(|answer| answer.status != 201)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 8 writes failed with the database back: {:?}",
+        failed.len(),
+        failed.first().map(|answer| &answer.body)
+    );
+    let ready = node.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+    let (status, logs) = tokio::task::block_in_place(|| server.stop_keeping_logs());
+    assert!(status.success(), "{status:?}\n{logs}");
+}
