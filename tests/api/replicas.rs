@@ -740,7 +740,8 @@ async fn the_database_lost_under_a_write_load_is_a_503_then_recovers_and_no_ackn
     };
     eprintln!("{TEST}: private cluster up after {:?}", began.elapsed());
     let request_timeout = Duration::from_secs(3);
-    let url = cluster.url();
+    let password = "Tr0ub4dor-3e7a";
+    let url = cluster.url_with_password(password);
     let server = tokio::task::block_in_place(|| {
         ServerProcess::start(&[
             ("DATABASE_URL", &url),
@@ -785,6 +786,7 @@ async fn the_database_lost_under_a_write_load_is_a_503_then_recovers_and_no_ackn
         ] {
             assert!(answer.is_unavailable_problem(), "{answer:?}");
             assert!(answer.latency() <= request_timeout, "{answer:?}");
+            assert!(!answer.body.to_string().contains(password), "{answer:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -875,6 +877,7 @@ async fn the_database_lost_under_a_write_load_is_a_503_then_recovers_and_no_ackn
     let (status, logs) = tokio::task::block_in_place(|| server.stop_keeping_logs());
     assert!(status.success(), "{status:?}\n{logs}");
     assert!(!logs.to_lowercase().contains("panic"), "{logs}");
+    assert!(!logs.contains(password), "the password leaked: {logs}");
     eprintln!("{TEST}: stopped after {:?}", began.elapsed());
 }
 
@@ -887,7 +890,7 @@ async fn once_the_database_is_back_after_a_quiet_restart_requests_succeed() {
     let Some(cluster) = tokio::task::block_in_place(|| PrivateCluster::start(TEST)) else {
         return;
     };
-    let url = cluster.url();
+    let url = cluster.url_with_password("unused-8d1f");
     let server = tokio::task::block_in_place(|| {
         ServerProcess::start(&[
             ("DATABASE_URL", &url),
@@ -946,4 +949,66 @@ async fn once_the_database_is_back_after_a_quiet_restart_requests_succeed() {
     assert_eq!(ready.status, 200, "{ready:?}");
     let (status, logs) = tokio::task::block_in_place(|| server.stop_keeping_logs());
     assert!(status.success(), "{status:?}\n{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_stuck_behind_a_lock_is_a_prompt_503_and_changes_nothing() {
+    const TEST: &str = "a_statement_stuck_behind_a_lock";
+    let Some(url) = test_database_url(TEST) else {
+        return;
+    };
+    let schema = FreshSchema::create(&url).await;
+    let server = tokio::task::block_in_place(|| {
+        ServerProcess::start(&[
+            ("DATABASE_URL", &schema.url),
+            ("DATABASE_MAX_CONNECTIONS", "4"),
+            ("DATABASE_STATEMENT_TIMEOUT_SECS", "1"),
+            ("REQUEST_TIMEOUT_SECS", "5"),
+        ])
+    });
+    let node = Node::new(&server.address, CLIENT_TIMEOUT);
+    let lock = schema.lock("books").await;
+
+    // Requests stuck on the lock are each a 503 once the statement timeout runs out, long
+    // before the request timeout; one on another table, with a connection free, is served.
+    let stuck = |count: usize| -> Vec<_> {
+        (0..count)
+            .map(|n| {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if n % 2 == 0 {
+                        node.get(&format!("{API}/books/1")).await
+                    } else {
+                        node.post(&format!("{API}/books"), &json!({"title": "Stuck"}))
+                            .await
+                    }
+                })
+            })
+            .collect()
+    };
+    let first_wave = stuck(3);
+    let user = node.get(&format!("{API}/users/user1")).await;
+    assert_eq!(user.status, 200, "{user:?}");
+    // More stuck requests than pooled connections: the ones left waiting for a connection
+    // are a prompt 503 too.
+    let second_wave = stuck(8);
+    for answer in first_wave.into_iter().chain(second_wave) {
+        let answer = answer.await.unwrap();
+        assert!(answer.is_unavailable_problem(), "{answer:?}");
+        assert!(answer.latency() < Duration::from_secs(3), "{answer:?}");
+    }
+    assert_eq!(node.get("/readyz").await.status, 200);
+
+    lock.rollback().await.unwrap();
+    assert_eq!(node.get_ok(&format!("{API}/books/1")).await["id"], 1);
+    let created = node
+        .post(&format!("{API}/books"), &json!({"title": "Unstuck"}))
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    // The refused creates left nothing behind.
+    assert_eq!(schema.count("books").await, 13);
+    let (status, logs) = tokio::task::block_in_place(|| server.stop_keeping_logs());
+    assert!(status.success(), "{status:?}\n{logs}");
+    assert!(!logs.to_lowercase().contains("panic"), "{logs}");
+    schema.drop_schema().await;
 }

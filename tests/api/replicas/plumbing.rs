@@ -97,6 +97,18 @@ impl FreshSchema {
             .collect()
     }
 
+    /// Takes an exclusive lock on `table` in a transaction of its own, held until the
+    /// transaction is dropped: every statement on the table waits meanwhile.
+    pub async fn lock(&self, table: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut transaction = self.admin.begin().await.unwrap();
+        let sql = format!("LOCK TABLE {}.{table} IN ACCESS EXCLUSIVE MODE", self.name);
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+        transaction
+    }
+
     /// Drops the schema; a failed test keeps its schema for a look.
     pub async fn drop_schema(self) {
         sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.name)))
@@ -373,9 +385,13 @@ impl PrivateCluster {
         Some(cluster)
     }
 
-    /// The URL of its `postgres` database (trust authentication, no password).
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    /// The URL of its `postgres` database, with `password` in it (never asked for: the
+    /// cluster trusts local connections, so it only tests where the URL ends up).
+    pub fn url_with_password(&self, password: &str) -> String {
+        format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
     }
 
     /// Starts PostgreSQL on the same port and folder, and waits until it accepts connections.
