@@ -441,7 +441,67 @@ async fn concurrent_creates_through_two_replicas_get_unique_ids_and_all_persist(
             2 + created["items"].len() + 1
         );
     }
+
+    // The same new id PUT through both processes at once is created once; deleted at once,
+    // it is deleted once.
+    for (path, body) in [
+        ("users/user9000", json!({"name": "Raced"})),
+        ("users/alice", json!({"name": "Raced"})),
+        ("items/lamp", json!({"item": {"name": "Raced"}})),
+    ] {
+        let path = format!("{API}/{path}");
+        let statuses = concurrently(&replicas, 16, |node| {
+            let (path, body) = (path.clone(), body.clone());
+            async move {
+                node.send_retrying(Method::PUT, &path, Some(&body))
+                    .await
+                    .status
+            }
+        })
+        .await;
+        assert_eq!(
+            (count(&statuses, 201), count(&statuses, 200)),
+            (1, 15),
+            "PUT {path}: {statuses:?}"
+        );
+        let statuses = concurrently(&replicas, 16, |node| {
+            let path = path.clone();
+            async move { node.send_retrying(Method::DELETE, &path, None).await.status }
+        })
+        .await;
+        assert_eq!(
+            (count(&statuses, 204), count(&statuses, 404)),
+            (1, 15),
+            "DELETE {path}: {statuses:?}"
+        );
+    }
     replicas.finish().await;
+}
+
+/// Runs `request` from `tasks` tasks at once, alternating between the two processes; the
+/// results.
+async fn concurrently<F, T>(
+    replicas: &Replicas,
+    tasks: usize,
+    request: impl Fn(Node) -> F,
+) -> Vec<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let running: Vec<_> = (0..tasks)
+        .map(|n| tokio::spawn(request(replicas.node(n).clone())))
+        .collect();
+    let mut results = Vec::new();
+    for task in running {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+/// How many of `statuses` are `status`.
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|&&s| s == status).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
