@@ -555,6 +555,26 @@ async fn deleting_a_user_while_their_bids_arrive_on_two_replicas_leaves_no_orpha
             })
         })
         .collect();
+    // Readers through both processes watch the items with their bids in full meanwhile.
+    let readers: Vec<_> = (0..4)
+        .map(|task| {
+            let (node, stop, items) = (
+                replicas.node(task).clone(),
+                Arc::clone(&stop),
+                items.clone(),
+            );
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for item in &items {
+                        let path = format!("{API}/items/{item}?complete=1");
+                        seen.push(node.send_retrying(Method::GET, &path, None).await);
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let deleted = replicas
         .node(1)
@@ -567,6 +587,36 @@ async fn deleting_a_user_while_their_bids_arrive_on_two_replicas_leaves_no_orpha
         placed.extend(task.await.unwrap());
     }
     assert_eq!(deleted.status, 204, "{deleted:?}");
+
+    // Every item read showed a winner that follows from the bids it listed (one snapshot),
+    // and none read after the delete was answered showed a bid of the deleted user.
+    let mut reads = 0;
+    for reader in readers {
+        for answer in reader.await.unwrap() {
+            assert_eq!(answer.status, 200, "{answer:?}");
+            let bids = answer.body["item"]["bids"].as_array().unwrap();
+            assert!(
+                bids.len() < 256,
+                "more bids than one chunk: the check below needs one"
+            );
+            assert_eq!(
+                answer.body["item"]["winning"],
+                json!(winner_of(bids)),
+                "{answer:?}"
+            );
+            if answer.sent > deleted.received {
+                assert!(
+                    bids.iter().all(|bid| bid["bid"]["user"] != json!(leaving)),
+                    "a bid of the deleted user, read after the delete: {answer:?}"
+                );
+            }
+            reads += 1;
+        }
+    }
+    eprintln!(
+        "{TEST}: {} bids placed or refused, {reads} item reads",
+        placed.len()
+    );
 
     // The staying user's bids are all placed; the leaving user's are placed, or refused as a
     // missing reference, and always refused once the delete was answered.
