@@ -209,9 +209,29 @@ async fn concurrent_bids_on_one_item_through_two_replicas_count_once_and_the_win
         })
         .collect();
     let storm = Instant::now();
+    // Readers through both processes watch the winner meanwhile.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = (0..4)
+        .map(|task| {
+            let (node, stop) = (replicas.node(task).clone(), Arc::clone(&stop));
+            let path = format!("{API}/items/{item}/winning");
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    seen.push(node.send_retrying(Method::GET, &path, None).await);
+                }
+                seen
+            })
+        })
+        .collect();
     let mut placed = Vec::new();
     for task in running {
         placed.extend(task.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut watched = Vec::new();
+    for watcher in watchers {
+        watched.extend(watcher.await.unwrap());
     }
 
     let retried: u32 = placed.iter().map(|bid| bid.answer.retried).sum();
@@ -304,6 +324,31 @@ async fn concurrent_bids_on_one_item_through_two_replicas_count_once_and_the_win
                 "{} was answered before {} was sent, yet placed after it",
                 later.answer.body["bid_id"],
                 earlier.answer.body["bid_id"]
+            );
+        }
+    }
+
+    // With bids only ever added, the winner seen by one read and by a read that started
+    // after it ended never goes down in value, and never moves to another bid of the same
+    // value: that bid would have to be placed before the first winner, yet unseen by it.
+    let watched: Vec<&Answer> = watched
+        .iter()
+        .filter(|answer| answer.status != 404)
+        .collect();
+    for answer in &watched {
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    eprintln!("{TEST}: {} reads of the winner", watched.len());
+    for earlier in &watched {
+        for later in watched.iter().filter(|later| later.sent > earlier.received) {
+            let (before, after) = (&earlier.body, &later.body);
+            let (low, high) = (
+                before["bid"]["value"].as_f64(),
+                after["bid"]["value"].as_f64(),
+            );
+            assert!(
+                high > low || before["bid_id"] == after["bid_id"],
+                "the winner went from {before} to {after}"
             );
         }
     }
@@ -1120,5 +1165,50 @@ async fn a_statement_stuck_behind_a_lock_is_a_prompt_503_and_changes_nothing() {
     let (status, logs) = tokio::task::block_in_place(|| server.stop_keeping_logs());
     assert!(status.success(), "{status:?}\n{logs}");
     assert!(!logs.to_lowercase().contains("panic"), "{logs}");
+    schema.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bid_seen_winning_is_never_overtaken_by_an_equal_bid() {
+    const TEST: &str = "a_bid_seen_winning";
+    let Some(url) = test_database_url(TEST) else {
+        return;
+    };
+    let schema = FreshSchema::create(&url).await;
+    let server =
+        tokio::task::block_in_place(|| ServerProcess::start(&[("DATABASE_URL", &schema.url)]));
+    let node = Node::new(&server.address, CLIENT_TIMEOUT);
+    let bids = format!("{API}/bids");
+    let winning = format!("{API}/items/item1/winning");
+    // Another transaction holds user1's row of item1 for a moment, as deleting one of their
+    // bids does; meanwhile user1 and user3 bid the same value on item1 (seeded winner: 1000).
+    let held = schema
+        .hold("SELECT 1 FROM user_items WHERE user_id = 'user1' AND item_id = 'item1' FOR UPDATE")
+        .await;
+    let bid = |user: &str| {
+        let (node, bids, body) = (node.clone(), bids.clone(), bid_body("item1", user, 2000.0));
+        tokio::spawn(async move { node.post(&bids, &body).await })
+    };
+    let first = bid("user1");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = bid("user3");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = node.get_ok(&winning).await;
+    held.rollback().await.unwrap();
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!((first.status, second.status), (201, 201));
+
+    // Whichever bid of 2000 a client saw winning keeps winning: the other one came later.
+    let now = node.get_ok(&winning).await;
+    if seen["bid"]["value"] == json!(2000.0) {
+        assert_eq!(
+            now["bid_id"],
+            seen["bid_id"],
+            "seen winning: {seen}; then: {now}; the bids: {:?}",
+            node.get_ok(&format!("{API}/items/item1/bids")).await
+        );
+    }
+    let (status, logs) = tokio::task::block_in_place(|| server.stop_keeping_logs());
+    assert!(status.success(), "{status:?}\n{logs}");
     schema.drop_schema().await;
 }

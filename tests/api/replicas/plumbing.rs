@@ -109,6 +109,19 @@ impl FreshSchema {
         transaction
     }
 
+    /// Runs `sql` (row locks, say) in a transaction of its own, in this schema, and keeps the
+    /// transaction open until it is dropped.
+    pub async fn hold(&self, sql: &'static str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut transaction = self.admin.begin().await.unwrap();
+        let search_path = format!("SET LOCAL search_path TO {}", self.name);
+        sqlx::query(AssertSqlSafe(search_path))
+            .execute(&mut *transaction)
+            .await
+            .unwrap();
+        sqlx::query(sql).execute(&mut *transaction).await.unwrap();
+        transaction
+    }
+
     /// Drops the schema; a failed test keeps its schema for a look.
     pub async fn drop_schema(self) {
         sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.name)))
