@@ -102,8 +102,8 @@ async fn connect_with_retry(
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(OpenError::Database(format!(
-                "cannot connect to the database at {} (gave up after {} attempts in {} s, \
-                 DATABASE_STARTUP_TIMEOUT_SECS): {error}",
+                "cannot connect to the database at {} (tried {} time(s) in \
+                 DATABASE_STARTUP_TIMEOUT_SECS={}): {error}",
                 config.redacted_url,
                 attempt,
                 config.startup_timeout.as_secs()
