@@ -15,6 +15,7 @@ mod ids;
 mod lists;
 mod observability;
 mod ops;
+mod replicas;
 pub mod server;
 mod things;
 mod tls;
