@@ -32,6 +32,9 @@ use super::{
 /// skips the rule (its test passes without running). The store is closed after the rule.
 macro_rules! conformance_tests {
     ($backend:ident, $open:expr) => {
+        $crate::store::conformance::conformance_tests!($backend, $open, cases = None);
+    };
+    ($backend:ident, $open:expr, cases = $cases:expr) => {
         mod $backend {
             #[allow(unused_imports)]
             use super::*;
@@ -55,7 +58,7 @@ macro_rules! conformance_tests {
             #[test]
             fn winners_and_indexes_always_match_a_brute_force_model() {
                 $crate::store::conformance::winners_and_indexes_always_match_a_brute_force_model(
-                    $open,
+                    $open, $cases,
                 );
             }
         }
@@ -637,9 +640,9 @@ impl Model {
 
 /// Random sequences of puts, bids and deletes, each on a fresh store from `open`: after every
 /// step, each item's winner, bids (also a page of them) and count, each user's items, and the
-/// counts agree with the model. `PROPTEST_CASES` sets how many sequences; an opener that gives
-/// `None` skips them all.
-pub fn winners_and_indexes_always_match_a_brute_force_model<F, Fut>(open: F)
+/// counts agree with the model. `cases` (else `PROPTEST_CASES`, else 256) sets how many
+/// sequences; an opener that gives `None` skips them all.
+pub fn winners_and_indexes_always_match_a_brute_force_model<F, Fut>(open: F, cases: Option<u32>)
 where
     F: Fn() -> Fut,
     Fut: Future<Output: TestStore>,
@@ -652,14 +655,16 @@ where
         return;
     };
     runtime.block_on(store.close());
+    let defaults = Config::default();
     let config = Config {
+        cases: cases.unwrap_or(defaults.cases),
         // Failures are kept in proptest-regressions/store/conformance.txt and re-run first.
         source_file: Some(file!()),
         test_name: Some(concat!(
             module_path!(),
             "::winners_and_indexes_always_match_a_brute_force_model"
         )),
-        ..Config::default()
+        ..defaults
     };
     let mut runner = TestRunner::new(config);
     let ops = proptest::collection::vec(op(), 1..120);

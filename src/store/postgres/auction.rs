@@ -511,17 +511,20 @@ impl AuctionStore for PostgresStore {
 /// Places `new` in one statement: whether its user and item exist, and the new bid's id (`None`
 /// if a reference is missing, or if the id the sequence gave is taken).
 ///
-/// The user and item rows are locked (`FOR KEY SHARE`, what the foreign-key check takes
-/// anyway) before anything else, so a concurrent delete of either waits for this bid or makes
-/// it see the record gone; the bid number is drawn only once both exist, so a refused bid uses
-/// none. `bid_numbers` gives the id and the placing order in one `nextval`.
+/// The user row is locked (`FOR KEY SHARE`, what the foreign-key check takes anyway) and the
+/// item row `FOR NO KEY UPDATE` before anything else, so a concurrent delete of either waits for
+/// this bid or makes it see the record gone, and the bid number is drawn only once both exist,
+/// so a refused bid uses none. The item's lock also serialises its bids from the number to the
+/// commit: numbers (the placing order, which breaks ties) are committed in order, so an equal bid
+/// can never overtake one already seen winning. Bids on different items do not wait for each
+/// other. `bid_numbers` gives the id and the placing order in one `nextval`.
 async fn insert_bid(
     conn: &mut PgConnection,
     new: &NewBid,
 ) -> Result<(bool, bool, Option<String>), sqlx::Error> {
     sqlx::query_as(
         "WITH bidder AS (SELECT id FROM users WHERE id = $1 FOR KEY SHARE), \
-         lot AS (SELECT id FROM items WHERE id = $2 FOR KEY SHARE), \
+         lot AS (SELECT id FROM items WHERE id = $2 FOR NO KEY UPDATE), \
          number AS (SELECT nextval('bid_numbers') AS n FROM bidder, lot), \
          placed AS (INSERT INTO bids (id, user_id, item_id, value, seq) \
                     SELECT 'bid' || n, $1, $2, $3, n FROM number \
