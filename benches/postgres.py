@@ -320,7 +320,7 @@ def main() -> int:
                         or os.environ.get("TEST_DATABASE_URL"),
                         help="a role that may create databases (default: BENCH_DATABASE_URL, "
                              "else TEST_DATABASE_URL)")
-    parser.add_argument("--seconds", type=float, default=15, help="each measurement (15)")
+    parser.add_argument("--seconds", type=int, default=15, help="each measurement (15)")
     parser.add_argument("--connections", type=int, default=64, help="clients / connections (64)")
     parser.add_argument("--threads", type=int, default=2, help="pgbench -j and wrk -t (2)")
     parser.add_argument("--scale", type=int, default=1, help="pgbench -i scale (1)")
