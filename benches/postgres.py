@@ -13,6 +13,10 @@ and one PostgreSQL server.
    from `X-Total-Count`), the stored bids' ids are unique, and each item's winner read over HTTP
    is the highest of its bids read back, the earliest placed on a tie.
 
+While wrk runs, monolith's database sessions are sampled (pg_stat_activity, twice a second) and
+their average number per state and wait event printed: on CPU, waiting on a lock, idle waiting for
+monolith, and so on, which tells where the time goes.
+
 Prints a table: pgbench -S tps (TCP and socket), monolith's GET req/s and its ratio to pgbench
 over TCP, bids/s, and the targets (GET >= 50 % of pgbench -S over TCP, bids >= 3000/s). Exit 1
 if a check fails (or, with --enforce-targets, if a target is missed); both scratch databases
@@ -29,6 +33,7 @@ TEST_DATABASE_URL. A password may be in it or in PGPASSWORD. Needs pgbench, psql
 from __future__ import annotations
 
 import argparse
+import collections
 import http.client
 import json
 import os
@@ -40,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -203,6 +209,39 @@ class Postgres:
             host = self.url.netloc.rsplit("@", 1)[-1]
             netloc = f"{user}:{password}@{host}"
         return urllib.parse.urlunsplit((self.url.scheme, netloc, "/" + database, self.url.query, ""))
+
+
+class WaitSampler(threading.Thread):
+    """Samples, twice a second, what monolith's database sessions are doing (pg_stat_activity):
+    running on CPU, waiting for a lock, for the client (monolith), for I/O. Tells where the time
+    goes when a target is missed."""
+
+    def __init__(self, pg: Postgres, database: str):
+        super().__init__(daemon=True)
+        self.pg, self.database = pg, database
+        self.stop = threading.Event()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.samples = 0
+
+    def run(self):
+        sql = ("SELECT state || coalesce(':' || wait_event_type || '/' || wait_event, '') "
+               f"FROM pg_stat_activity WHERE datname = '{self.database}' "
+               "AND pid <> pg_backend_pid()")
+        while not self.stop.wait(0.5):
+            try:
+                rows = self.pg.psql(sql).splitlines()
+            except (Failure, subprocess.TimeoutExpired):
+                continue
+            self.samples += 1
+            self.counts.update(row for row in rows if row)
+
+    def summary(self) -> str:
+        self.stop.set()
+        self.join()
+        if not self.samples:
+            return "no samples"
+        return ", ".join(f"{state} {n / self.samples:.1f}"
+                         for state, n in self.counts.most_common(6))
 
 
 def pgbench_tps(pg: Postgres, database: str, host: str, args, os_user: str | None = None) -> float:
@@ -430,21 +469,28 @@ def main() -> int:
 
         base = f"http://127.0.0.1:{port}"
         run_wrk(base, GET_LUA, [str(args.books), "1"], 3, args, workdir)  # warm-up
+        sampler = WaitSampler(pg, databases[1])
+        sampler.start()
         cpu0, machine0 = cpu_seconds(server.pid), machine_busy()
         out = run_wrk(base, GET_LUA, [str(args.books), "2"], args.seconds, args, workdir)
         cpu1, machine1 = cpu_seconds(server.pid), machine_busy()
+        get_sessions = sampler.summary()
         get_rate = wrk_rate(out)
         get_cpu = (cpu1 - cpu0) / args.seconds
         get_machine = (machine1[0] - machine0[0]) / (machine1[1] - machine0[1])
         print(f"postgres bench: GET {PREFIX}/books/{{id}}: {get_rate:.0f} req/s; monolith CPU "
               f"{get_cpu:.0%} of one core, machine {get_machine:.0%} busy")
+        print(f"postgres bench:   monolith's database sessions on average: {get_sessions}")
         problems = [f"GET one: {p}" for p in wrk_problems(out)]
 
         bids_before = total(port, "bids")
+        sampler = WaitSampler(pg, databases[1])
+        sampler.start()
         cpu0, machine0 = cpu_seconds(server.pid), machine_busy()
         out = run_wrk(base, BIDS_LUA, [str(args.users), str(args.items), str(args.seconds), "3"],
                       args.seconds + 2, args, workdir)
         cpu1, machine1 = cpu_seconds(server.pid), machine_busy()
+        bids_sessions = sampler.summary()
         statuses = {int(s): int(n) for s, n in re.findall(r"BENCH status (\d+) (\d+)", out)}
         span = float(re.search(r"BENCH span ([0-9.]+)", out).group(1))
         created_bids = statuses.get(201, 0)
@@ -454,6 +500,7 @@ def main() -> int:
         print(f"postgres bench: POST {PREFIX}/bids: {created_bids} placed in {span:.2f} s = "
               f"{bids_rate:.0f} bids/s; answers {dict(sorted(statuses.items()))}; monolith CPU "
               f"{bids_cpu:.0%} of one core (whole run), machine {bids_machine:.0%} busy")
+        print(f"postgres bench:   monolith's database sessions on average: {bids_sessions}")
         problems += [f"bids: {p}" for p in wrk_problems(out) if "Socket errors" in p]
         if set(statuses) - {201}:
             problems.append(f"bids: answers other than 201: {statuses}")
