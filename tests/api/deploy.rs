@@ -199,6 +199,85 @@ fn the_compose_file_is_hardened_and_its_healthcheck_exists_in_the_binary() {
     }
 }
 
+/// The lines of one service of the compose file, from its name to the next service.
+fn compose_service<'a>(compose: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("  {name}:");
+    let mut lines = compose.lines().skip_while(|l| *l != header);
+    let first = lines.next().unwrap_or_else(|| panic!("a service {name}"));
+    std::iter::once(first)
+        .chain(lines.take_while(|l| l.is_empty() || l.starts_with("    ") || l.starts_with("  #")))
+        .collect()
+}
+
+#[test]
+fn the_postgres_profile_puts_hardened_replicas_on_a_healthy_database_behind_nginx() {
+    let compose = read("docker-compose.yml");
+    let has = |service: &str, needle: &str| {
+        let block = compose_service(&compose, service).join("\n");
+        assert!(block.contains(needle), "service {service} has {needle}");
+    };
+    // The default service stays in memory: the profile adds services, it changes none.
+    assert!(
+        !compose_service(&compose, "monolith")
+            .join("\n")
+            .contains("DATABASE_URL")
+    );
+    for service in ["postgres", "monolith-pg", "lb"] {
+        has(service, "profiles: [postgres]");
+        for needle in [
+            "read_only: true",
+            "cap_drop: [ALL]",
+            "no-new-privileges:true",
+            "restart: unless-stopped",
+            "mem_limit:",
+            "pids_limit:",
+            "user: ",
+        ] {
+            has(service, needle);
+        }
+    }
+    has("postgres", "image: postgres:17");
+    has("postgres", "postgres-data:/var/lib/postgresql/data");
+    has("postgres", "\"pg_isready\"");
+    has(
+        "postgres",
+        "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-monolith-dev-only}",
+    );
+    has("postgres", "DEVELOPMENT DEFAULT ONLY");
+    has("monolith-pg", "replicas: 2");
+    has(
+        "monolith-pg",
+        "DATABASE_URL: postgres://monolith:${POSTGRES_PASSWORD:-monolith-dev-only}@postgres:5432/monolith",
+    );
+    has("monolith-pg", "condition: service_healthy");
+    has("monolith-pg", "user: \"65532:65532\"");
+    has("monolith-pg", "LOG_FORMAT: json");
+    has("monolith-pg", "./data:/data:ro");
+    has(
+        "monolith-pg",
+        "[\"CMD\", \"/usr/local/bin/monolith\", \"healthcheck\"]",
+    );
+    has("lb", "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro");
+    has("lb", "\"${LB_PORT:-8081}:8080\"");
+    has("lb", "monolith-pg:\n        condition: service_healthy");
+
+    // nginx sends to the replicas by their service name and passes the request id on;
+    // Prometheus finds the same replicas by that name.
+    let nginx = read("deploy/nginx/nginx.conf");
+    assert!(nginx.contains("server monolith-pg:8080 resolve"));
+    assert!(nginx.contains("listen 8080;"));
+    assert!(nginx.contains("proxy_set_header X-Request-Id $forwarded_request_id;"));
+    let prometheus = read("deploy/prometheus/prometheus.yml");
+    assert!(prometheus.contains("names: [\"monolith-pg\"]") && prometheus.contains("port: 8080"));
+    let example = read(".env.example");
+    for line in ["LB_PORT=8081", "POSTGRES_PASSWORD="] {
+        assert!(
+            example.lines().any(|l| l == line),
+            ".env.example has {line}"
+        );
+    }
+}
+
 #[test]
 fn env_example_lists_every_variable_with_its_default() {
     let example = read(".env.example");
