@@ -71,13 +71,25 @@ CREATE TABLE items (
     name text NOT NULL
 );
 
+-- `natural_sort_key('bid' || n)` without the PL/pgSQL loop, for the ids the server gives bids:
+-- placing a bid is the hot write, and the loop is a tenth of its cost. A test checks that the
+-- two agree.
+CREATE FUNCTION bid_sort_key(n bigint) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT '\x626964'::bytea || '\x30'::bytea || set_byte('\x00'::bytea, 0, length(n::text))
+        || convert_to(n::text, 'UTF8') || '\x00'::bytea || convert_to('bid' || n, 'UTF8')
+$$;
+
+-- `sort_key` is written by the inserts (`bid_sort_key` for placed bids, `natural_sort_key` for
+-- seeded ones) rather than generated, so that placing a bid does not run the loop. `seq` is
+-- unique by construction (one sequence), so it has no unique index of its own to maintain.
 CREATE TABLE bids (
     id text PRIMARY KEY,
-    sort_key bytea NOT NULL GENERATED ALWAYS AS (natural_sort_key(id)) STORED UNIQUE,
+    sort_key bytea NOT NULL UNIQUE,
     item_id text NOT NULL REFERENCES items (id) ON DELETE CASCADE,
     user_id text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     value double precision NOT NULL CHECK (value > 0 AND value < 'Infinity'),
-    seq bigint NOT NULL UNIQUE
+    seq bigint NOT NULL
 );
 -- The winner: the first row per item.
 CREATE INDEX bids_ranking ON bids (item_id, value DESC, seq);

@@ -904,7 +904,7 @@ async fn the_database_lost_under_a_write_load_is_a_503_then_recovers_and_no_ackn
     };
     eprintln!("{TEST}: private cluster up after {:?}", began.elapsed());
     let request_timeout = Duration::from_secs(3);
-    let password = "Tr0ub4dor-3e7a";
+    let password = "Tr0ub4dor-3e7a"; // pragma: allowlist secret
     let url = cluster.url_with_password(password);
     let server = tokio::task::block_in_place(|| {
         ServerProcess::start(&[

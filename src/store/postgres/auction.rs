@@ -481,11 +481,11 @@ impl AuctionStore for PostgresStore {
         let Some((user, item)) = gone else {
             return Err(not_found("bid", id));
         };
-        // Lock the user's row for this item first, then look at the bids in a new statement
-        // (a new snapshot): a bid placed meanwhile is either committed and seen, or waits for
-        // this lock and then lowers `first_seq` itself.
-        sqlx::query("SELECT 1 FROM user_items WHERE user_id = $1 AND item_id = $2 FOR UPDATE")
-            .bind(&user)
+        // Take the item's bid lock, then look at the bids in a new statement (a new
+        // snapshot): a bid placed on this item meanwhile is either committed and seen, or waits
+        // for this transaction and then finds the user's row as this one leaves it.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(ITEM_BIDS_LOCK)
             .bind(&item)
             .execute(&mut *tx)
             .await
@@ -508,37 +508,44 @@ impl AuctionStore for PostgresStore {
     }
 }
 
+/// The first key of the transaction-scoped advisory lock that serialises the bids of one item
+/// (the second is a hash of its id; a collision only makes two items wait for each other).
+const ITEM_BIDS_LOCK: i32 = 0x6269_6473; // "bids"
+
 /// Places `new` in one statement: whether its user and item exist, and the new bid's id (`None`
 /// if a reference is missing, or if the id the sequence gave is taken).
 ///
-/// The user row is locked (`FOR KEY SHARE`, what the foreign-key check takes anyway) and the
-/// item row `FOR NO KEY UPDATE` before anything else, so a concurrent delete of either waits for
-/// this bid or makes it see the record gone, and the bid number is drawn only once both exist,
-/// so a refused bid uses none. The item's lock also serialises its bids from the number to the
-/// commit: numbers (the placing order, which breaks ties) are committed in order, so an equal bid
-/// can never overtake one already seen winning. Bids on different items do not wait for each
-/// other. `bid_numbers` gives the id and the placing order in one `nextval`.
+/// The item's bid lock comes first, so an item's bids are numbered and committed one at a time:
+/// the numbers (the placing order, which breaks ties) are committed in order, so an equal bid
+/// can never overtake one already seen winning, and a user's first bid on the item is always
+/// the one that created their `user_items` row (later bids leave it alone, without a row lock).
+/// Bids on different items do not wait for each other. The bid number is drawn only once the
+/// user and item are found, so a refused bid uses none; if either is deleted meanwhile, the
+/// foreign keys refuse the insert. `bid_numbers` gives the id and the placing order in one
+/// `nextval`.
 async fn insert_bid(
     conn: &mut PgConnection,
     new: &NewBid,
 ) -> Result<(bool, bool, Option<String>), sqlx::Error> {
     sqlx::query_as(
-        "WITH bidder AS (SELECT id FROM users WHERE id = $1 FOR KEY SHARE), \
-         lot AS (SELECT id FROM items WHERE id = $2 FOR NO KEY UPDATE), \
-         number AS (SELECT nextval('bid_numbers') AS n FROM bidder, lot), \
-         placed AS (INSERT INTO bids (id, user_id, item_id, value, seq) \
-                    SELECT 'bid' || n, $1, $2, $3, n FROM number \
+        "WITH locked AS (SELECT pg_advisory_xact_lock($4, hashtext($2))), \
+         found AS (SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS user_found, \
+                          EXISTS (SELECT 1 FROM items WHERE id = $2) AS item_found \
+                   FROM locked), \
+         number AS (SELECT nextval('bid_numbers') AS n FROM found \
+                    WHERE user_found AND item_found), \
+         placed AS (INSERT INTO bids (id, sort_key, user_id, item_id, value, seq) \
+                    SELECT 'bid' || n, bid_sort_key(n), $1, $2, $3, n FROM number \
                     ON CONFLICT (id) DO NOTHING RETURNING id, seq), \
          first AS (INSERT INTO user_items (user_id, item_id, first_seq) \
                    SELECT $1, $2, seq FROM placed \
-                   ON CONFLICT (user_id, item_id) \
-                   DO UPDATE SET first_seq = LEAST(user_items.first_seq, EXCLUDED.first_seq)) \
-         SELECT EXISTS (SELECT 1 FROM bidder), EXISTS (SELECT 1 FROM lot), \
-                (SELECT id FROM placed)",
+                   ON CONFLICT (user_id, item_id) DO NOTHING) \
+         SELECT user_found, item_found, (SELECT id FROM placed) FROM found",
     )
     .bind(&new.user)
     .bind(&new.item)
     .bind(new.value.get())
+    .bind(ITEM_BIDS_LOCK)
     .fetch_one(conn)
     .await
 }

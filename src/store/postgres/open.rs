@@ -306,8 +306,10 @@ async fn copy_seed(conn: &mut PgConnection, seed: &MemoryStore) -> Result<[usize
             .map(|seq| i64::try_from(seq).expect("fewer than 2^63 bids"))
             .collect();
         sqlx::query(
-            "INSERT INTO bids (id, user_id, item_id, value, seq) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], $5::bigint[])",
+            "INSERT INTO bids (id, sort_key, user_id, item_id, value, seq) \
+             SELECT id, natural_sort_key(id), user_id, item_id, value, seq \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], $5::bigint[]) \
+                  AS seed (id, user_id, item_id, value, seq)",
         )
         .bind(bids_chunk.iter().map(|b| b.id.as_str()).collect::<Vec<_>>())
         .bind(

@@ -1,6 +1,6 @@
-//! PostgreSQL store tests. They need a database: set `TEST_DATABASE_URL` (e.g.
-//! `postgres://monolith:monolith@127.0.0.1:5432/monolith_test`, a role that may create
-//! schemas); without it each test returns early. Every test works in a fresh schema of its own.
+//! PostgreSQL store tests. They need a database: set `TEST_DATABASE_URL` (the URL of a role
+//! that may create schemas, as in the README's Testing section); without it each test returns
+//! early. Every test works in a fresh schema of its own.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -122,6 +122,28 @@ async fn natural_sort_key_orders_ids_like_natural_id() {
     natural.sort();
     let natural: Vec<String> = natural.into_iter().map(|id| id.to_string()).collect();
     assert_eq!(in_sql_order, natural);
+}
+
+#[tokio::test]
+async fn bid_sort_key_is_natural_sort_key_of_a_placed_bids_id() {
+    let Some(admin) = admin_url() else { return };
+    let config = fresh_schema(&admin).await;
+    migrate(&config).await.unwrap();
+    let mut conn = PgConnection::connect(secrecy::ExposeSecret::expose_secret(&config.url))
+        .await
+        .unwrap();
+    let numbers: Vec<i64> = (1..=2_000)
+        .chain([9, 10, 99, 100, 1 << 31, 1 << 53, i64::MAX])
+        .collect();
+    let differing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM UNNEST($1::bigint[]) AS n \
+         WHERE bid_sort_key(n) <> natural_sort_key('bid' || n)",
+    )
+    .bind(&numbers)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(differing, 0);
 }
 
 /// Everything the bundled data answers through the store traits, to compare two stores.
