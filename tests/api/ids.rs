@@ -19,16 +19,19 @@ const BOOKS: &str = "/api/v1/books";
 /// Numbers at or above this are not counted by the id counters (see `src/store/ids.rs`).
 const CAP: u64 = 1 << 53;
 
-fn app_on(files: &[(&str, &str)]) -> (TestApp, tempfile::TempDir) {
+async fn app_on(files: &[(&str, &str)]) -> (TestApp, tempfile::TempDir) {
     let dir = data_dir_with(files);
-    (TestApp::with_config(Config::for_tests(dir.path())), dir)
+    (
+        TestApp::with_config(Config::for_tests(dir.path())).await,
+        dir,
+    )
 }
 
 // ---- the examples ----
 
 #[tokio::test]
 async fn a_created_user_or_item_skips_an_id_a_client_put_above_the_counted_range() {
-    let (app, _dir) = app_on(&[]);
+    let (app, _dir) = app_on(&[]).await;
     // Items wrap their fields in `item`; users do not.
     for (base, prefix, wrapped) in [(USERS, "user", false), (ITEMS, "item", true)] {
         let body = |name: &str| {
@@ -75,7 +78,7 @@ async fn a_placed_bid_skips_a_seeded_bid_id_above_the_counted_range() {
             format!("bid{}", CAP - 1): {"item": "i", "value": 1.0, "user": "u"},
         }
     });
-    let (app, _dir) = app_on(&[("auction.json", &auction.to_string())]);
+    let (app, _dir) = app_on(&[("auction.json", &auction.to_string())]).await;
     let res = app
         .post_json(
             BIDS,
@@ -332,7 +335,7 @@ fn keys(body: &Value) -> BTreeSet<String> {
 async fn run(seed: Seed, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::from_seed(&seed);
     let (auction, books) = model.seed_files();
-    let (app, _dir) = app_on(&[("auction.json", &auction), ("books.json", &books)]);
+    let (app, _dir) = app_on(&[("auction.json", &auction), ("books.json", &books)]).await;
 
     for (step, op) in ops.into_iter().enumerate() {
         let name = format!("name {step}");
