@@ -257,6 +257,19 @@ fn json_logs_have_a_start_up_line_and_one_access_line_per_request_with_its_id() 
     }
     assert_eq!(startup["secret_key"], "[redacted]");
     assert!(!logs.contains("startup-secret-value"));
+    // Which store serves, and where: the database URL only as redacted by the configuration.
+    if crate::helpers::on_postgres() {
+        assert_eq!(startup["store"], "postgres", "{startup}");
+        assert!(
+            startup["database"]
+                .as_str()
+                .is_some_and(|url| url.starts_with("postgres")),
+            "{startup}"
+        );
+    } else {
+        assert_eq!(startup["store"], "memory", "{startup}");
+        assert_eq!(startup["database"], "none", "{startup}");
+    }
 
     let access: Vec<&Value> = lines
         .iter()
