@@ -46,8 +46,8 @@ pub fn config_with_prefix(prefix: &str) -> Config {
     }
 }
 
-/// The variable naming the PostgreSQL database to test against, e.g.
-/// `postgres://monolith:monolith@127.0.0.1:5432/monolith_test`.
+/// The variable naming the PostgreSQL database to test against: a URL such as the one `.ci/run`
+/// gives its local test cluster (README, Testing).
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
 
 /// Each test's pool: small, because a parallel run holds one pool per running test and the
