@@ -95,3 +95,9 @@ CREATE TABLE user_items (
 );
 CREATE UNIQUE INDEX user_items_in_order ON user_items (user_id, first_seq);
 CREATE INDEX user_items_by_item ON user_items (item_id);
+
+-- One row per seeding from DATA_DIR: a database that was seeded once is never seeded again,
+-- even after every record was deleted.
+CREATE TABLE seedings (
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);

@@ -167,7 +167,7 @@ impl From<StoreError> for ApiError {
                 Self::invalid_field(format!("/{field}"), format!("{what} does not exist"))
             }
             StoreError::Full { .. } => Self::InsufficientStorage(err.to_string()),
-            StoreError::Exhausted(_) => Self::Internal(err.into()),
+            StoreError::Exhausted(_) | StoreError::Internal(_) => Self::Internal(err.into()),
             StoreError::Unavailable(_) => Self::StoreUnavailable(err.to_string()),
         }
     }

@@ -70,6 +70,10 @@ pub enum StoreError {
     /// changed. The text says what failed, never how to connect (no URL, no password).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The database answered with an error no request should cause (a bug, or a schema that
+    /// does not match this binary): a 500 whose text is logged, never sent.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// A rule a field broke, for the routes to turn into a 422 pointer.
@@ -228,6 +232,12 @@ pub trait Backend: BookStore + ThingStore + AuctionStore {
 
     /// Releases what the store holds (database connections) at shutdown.
     async fn close(&self) {}
+
+    /// The PostgreSQL store behind this handle, if that is the backend: its pool statistics
+    /// and query latencies are what the metrics export.
+    fn postgres(&self) -> Option<&postgres::PostgresStore> {
+        None
+    }
 }
 
 /// A cheap-to-clone handle to the storage implementation.

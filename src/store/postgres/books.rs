@@ -1,0 +1,194 @@
+//! Books and the things catalogue in PostgreSQL: each operation is one statement.
+//!
+//! Book ids are `bigint`: an id above 2^63−1 cannot exist, so it is simply not found (the
+//! memory store goes to 2^64−1).
+
+use async_trait::async_trait;
+
+use super::error::{Context, store_error};
+use super::{PostgresStore, sql_count};
+use crate::store::{
+    Book, BookChanges, BookFields, BookStore, Cursor, StoreError, Thing, ThingStore,
+};
+
+type BookRow = (i64, String, Option<String>);
+
+fn book((id, title, author): BookRow) -> Book {
+    Book {
+        id: id.unsigned_abs(),
+        title,
+        author,
+    }
+}
+
+fn not_found(id: u64) -> StoreError {
+    StoreError::NotFound(format!("book {id}"))
+}
+
+fn plain(e: sqlx::Error) -> StoreError {
+    store_error(e, Context::PLAIN)
+}
+
+#[async_trait]
+impl BookStore for PostgresStore {
+    async fn list_books(&self, from: Cursor<u64>, n: usize) -> Result<Vec<Book>, StoreError> {
+        let _timer = self.timer("list_books");
+        let query = match from {
+            Cursor::Offset(offset) => sqlx::query_as::<_, BookRow>(
+                "SELECT id, title, author FROM books ORDER BY id OFFSET $1 LIMIT $2",
+            )
+            .bind(sql_count(offset)),
+            Cursor::After(id) => {
+                let Ok(id) = i64::try_from(id) else {
+                    return Ok(Vec::new());
+                };
+                sqlx::query_as::<_, BookRow>(
+                    "SELECT id, title, author FROM books WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(id)
+            }
+        };
+        let mut conn = self.conn().await?;
+        let rows = query
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(plain)?;
+        Ok(rows.into_iter().map(book).collect())
+    }
+
+    async fn get_book(&self, id: u64) -> Result<Book, StoreError> {
+        let _timer = self.timer("get_book");
+        let key = i64::try_from(id).map_err(|_| not_found(id))?;
+        let mut conn = self.conn().await?;
+        sqlx::query_as::<_, BookRow>("SELECT id, title, author FROM books WHERE id = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(plain)?
+            .map(book)
+            .ok_or_else(|| not_found(id))
+    }
+
+    async fn create_book(&self, fields: BookFields) -> Result<Book, StoreError> {
+        let _timer = self.timer("create_book");
+        let mut conn = self.conn().await?;
+        sqlx::query_as::<_, BookRow>(
+            "INSERT INTO books (id, title, author) VALUES (nextval('book_ids'), $1, $2) \
+             RETURNING id, title, author",
+        )
+        .bind(fields.title())
+        .bind(fields.author())
+        .fetch_one(&mut *conn)
+        .await
+        .map(book)
+        .map_err(|e| store_error(e, Context::hands_out("book ids")))
+    }
+
+    async fn replace_book(&self, id: u64, fields: BookFields) -> Result<Book, StoreError> {
+        let _timer = self.timer("replace_book");
+        let key = i64::try_from(id).map_err(|_| not_found(id))?;
+        let mut conn = self.conn().await?;
+        sqlx::query_as::<_, BookRow>(
+            "UPDATE books SET title = $2, author = $3 WHERE id = $1 RETURNING id, title, author",
+        )
+        .bind(key)
+        .bind(fields.title())
+        .bind(fields.author())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(plain)?
+        .map(book)
+        .ok_or_else(|| not_found(id))
+    }
+
+    async fn update_book(&self, id: u64, changes: BookChanges) -> Result<Book, StoreError> {
+        let _timer = self.timer("update_book");
+        let key = i64::try_from(id).map_err(|_| not_found(id))?;
+        let author = changes.author();
+        let mut conn = self.conn().await?;
+        // `$3` says whether the author changes at all; `$4` is the new one (NULL removes it).
+        sqlx::query_as::<_, BookRow>(
+            "UPDATE books SET title = COALESCE($2, title), \
+             author = CASE WHEN $3 THEN $4 ELSE author END \
+             WHERE id = $1 RETURNING id, title, author",
+        )
+        .bind(key)
+        .bind(changes.title())
+        .bind(author.is_some())
+        .bind(author.flatten())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(plain)?
+        .map(book)
+        .ok_or_else(|| not_found(id))
+    }
+
+    async fn delete_book(&self, id: u64) -> Result<(), StoreError> {
+        let _timer = self.timer("delete_book");
+        let key = i64::try_from(id).map_err(|_| not_found(id))?;
+        let mut conn = self.conn().await?;
+        let deleted = sqlx::query("DELETE FROM books WHERE id = $1")
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .map_err(plain)?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(not_found(id));
+        }
+        Ok(())
+    }
+}
+
+type ThingRow = (String, String, Option<String>);
+
+fn thing((id, name, description): ThingRow) -> Thing {
+    Thing {
+        id,
+        name,
+        description,
+    }
+}
+
+#[async_trait]
+impl ThingStore for PostgresStore {
+    async fn list_things(&self, from: Cursor<String>, n: usize) -> Result<Vec<Thing>, StoreError> {
+        let _timer = self.timer("list_things");
+        let mut conn = self.conn().await?;
+        let rows =
+            match from {
+                Cursor::Offset(offset) => sqlx::query_as::<_, ThingRow>(
+                    "SELECT id, name, description FROM things ORDER BY sort_key OFFSET $1 LIMIT $2",
+                )
+                .bind(sql_count(offset))
+                .bind(sql_count(n))
+                .fetch_all(&mut *conn)
+                .await,
+                Cursor::After(id) => {
+                    sqlx::query_as::<_, ThingRow>(
+                        "SELECT id, name, description FROM things \
+                     WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
+                    )
+                    .bind(id)
+                    .bind(sql_count(n))
+                    .fetch_all(&mut *conn)
+                    .await
+                }
+            }
+            .map_err(plain)?;
+        Ok(rows.into_iter().map(thing).collect())
+    }
+
+    async fn get_thing(&self, id: &str) -> Result<Thing, StoreError> {
+        let _timer = self.timer("get_thing");
+        let mut conn = self.conn().await?;
+        sqlx::query_as::<_, ThingRow>("SELECT id, name, description FROM things WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(plain)?
+            .map(thing)
+            .ok_or_else(|| StoreError::NotFound(format!("thing {id}")))
+    }
+}
