@@ -592,6 +592,9 @@ mod tests {
         assert!(parse_in_range::<u32>("4294967296", &RATE_RANGE).is_err());
     }
 
+    /// A database URL whose (made-up) password the tests look for in every output.
+    const DATABASE_URL: &str = "postgres://app:hunter2@db:5432/app"; // pragma: allowlist secret
+
     #[test]
     fn every_numeric_setting_takes_the_ends_of_its_range_and_nothing_beyond() {
         for (name, min, max) in [
@@ -604,25 +607,86 @@ mod tests {
             ("MAX_RECORDS_PER_RESOURCE", 1, 100_000_000),
             ("WRITE_TIMEOUT_SECS", 1, 3_600),
             ("MAX_CONNECTIONS", 1, 1_000_000),
+            ("DATABASE_MAX_CONNECTIONS", 1, 1_000),
+            ("DATABASE_STATEMENT_TIMEOUT_SECS", 1, 600),
+            ("DATABASE_STARTUP_TIMEOUT_SECS", 0, 3_600),
         ] {
+            // The DATABASE_* settings are read only beside a DATABASE_URL; it changes nothing
+            // for the others.
+            let config = |value: &str| config(&[(name, value), ("DATABASE_URL", DATABASE_URL)]);
             for good in [min, max] {
-                assert!(
-                    config(&[(name, &good.to_string())]).is_ok(),
-                    "{name}={good}"
-                );
+                assert!(config(&good.to_string()).is_ok(), "{name}={good}");
             }
             let mut bad = vec![(max + 1).to_string(), "-1".to_owned()];
             if min > 0 {
                 bad.push((min - 1).to_string());
             }
             for value in bad {
-                let err = config(&[(name, &value)]).unwrap_err();
+                let err = config(&value).unwrap_err();
                 assert_eq!(err.variable, name);
                 assert_eq!(
                     err.reason,
                     format!("expected a whole number from {min} to {max}")
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_database_settings_apply_only_with_a_url_and_default_sensibly() {
+        assert!(config(&[]).unwrap().database.is_none());
+        assert!(config(&[("DATABASE_URL", " ")]).unwrap().database.is_none());
+        // Without a URL they are not read, so not refused either.
+        assert!(
+            config(&[("DATABASE_MAX_CONNECTIONS", "0")])
+                .unwrap()
+                .database
+                .is_none()
+        );
+        let database = config(&[("DATABASE_URL", DATABASE_URL)])
+            .unwrap()
+            .database
+            .unwrap();
+        assert_eq!(database.max_connections, 16);
+        assert_eq!(database.statement_timeout, Duration::from_secs(5));
+        assert_eq!(database.startup_timeout, Duration::from_secs(30));
+        let database = config(&[
+            ("DATABASE_URL", DATABASE_URL),
+            ("DATABASE_MAX_CONNECTIONS", "4"),
+            ("DATABASE_STATEMENT_TIMEOUT_SECS", "2"),
+            ("DATABASE_STARTUP_TIMEOUT_SECS", "0"),
+        ])
+        .unwrap()
+        .database
+        .unwrap();
+        assert_eq!(database.max_connections, 4);
+        assert_eq!(database.statement_timeout, Duration::from_secs(2));
+        assert_eq!(database.startup_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_database_password_is_redacted_and_never_in_an_error_or_debug_output() {
+        let c = config(&[("DATABASE_URL", DATABASE_URL)]).unwrap();
+        let database = c.database.as_ref().unwrap();
+        assert_eq!(database.redacted_url, "postgres://app:***@db:5432/app");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        // No password: nothing to redact.
+        let plain = config(&[("DATABASE_URL", "postgresql://db.example/monolith")]).unwrap();
+        assert_eq!(
+            plain.database.unwrap().redacted_url,
+            "postgresql://db.example/monolith"
+        );
+        for bad in [
+            "postgres://u:hunter2@host:notaport/db", // pragma: allowlist secret
+            "mysql://u:hunter2@host/db",             // pragma: allowlist secret
+            "u:hunter2@host/db",                     // pragma: allowlist secret
+            "postgres://u:hunter2@host:5432/db?sslmode=sometimes", // pragma: allowlist secret
+        ] {
+            let err = config(&[("DATABASE_URL", bad)]).unwrap_err();
+            assert_eq!(err.variable, "DATABASE_URL", "{bad}");
+            let line = err.to_string();
+            assert!(!line.contains("hunter2"), "{line}");
+            assert!(!line.contains('\n'), "one line: {line}");
         }
     }
 

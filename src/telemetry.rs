@@ -136,7 +136,8 @@ pub async fn drop_insane_request_id(mut request: Request, next: Next) -> axum::r
 }
 
 /// The start-up line: where the server listens (API, docs and metrics URLs) and the effective
-/// configuration, the secret key shown only as `[redacted]` or `unset`.
+/// configuration, the secret key shown only as `[redacted]` or `unset`, and the store: `memory`, or
+/// `postgres` with its URL, password replaced by `***`.
 pub fn log_startup(config: &Config, local: SocketAddr) {
     let scheme = match config.tls {
         TlsMode::Off => "http",
@@ -160,6 +161,11 @@ pub fn log_startup(config: &Config, local: SocketAddr) {
     let rate_limit = config.rate_limit.map_or("off".to_owned(), |limit| {
         format!("{}/s, burst {}", limit.per_second, limit.burst)
     });
+    // Only the redacted URL: the real one may carry the database password.
+    let (store, database) = match &config.database {
+        Some(database) => ("postgres", database.redacted_url.as_str()),
+        None => ("memory", "none"),
+    };
     tracing::info!(
         address = %local,
         api = %format!("{origin}{}", config.api_prefix),
@@ -178,6 +184,8 @@ pub fn log_startup(config: &Config, local: SocketAddr) {
         tls = %tls,
         cors = %cors,
         rate_limit = %rate_limit,
+        store,
+        database,
         "listening"
     );
 }

@@ -35,7 +35,7 @@ async fn winning(app: &TestApp, item: &str) -> Value {
 
 #[tokio::test]
 async fn users_are_listed_as_an_object_keyed_by_id() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get(USERS).await;
     assert_eq!(
         res.assert_json(StatusCode::OK),
@@ -46,7 +46,7 @@ async fn users_are_listed_as_an_object_keyed_by_id() {
 
 #[tokio::test]
 async fn a_user_is_read_by_id() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/api/v1/users/user2").await;
     assert_eq!(
         res.assert_json(StatusCode::OK),
@@ -65,7 +65,7 @@ async fn a_user_is_read_by_id() {
 
 #[tokio::test]
 async fn creating_a_user_returns_its_id_and_location_and_ids_are_never_reused() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.post_json(USERS, json!({"name": "Dora"})).await;
     assert_eq!(
         res.assert_json(StatusCode::CREATED),
@@ -82,7 +82,7 @@ async fn creating_a_user_returns_its_id_and_location_and_ids_are_never_reused() 
 
 #[tokio::test]
 async fn put_creates_a_missing_user_and_renames_an_existing_one() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .put_json("/api/v1/users/alice", json!({"name": "Alice"}))
         .await;
@@ -118,7 +118,7 @@ async fn put_creates_a_missing_user_and_renames_an_existing_one() {
 
 #[tokio::test]
 async fn user_bodies_are_validated() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let cases = [
         (Method::POST, USERS, json!({"name": " "}), "/name"),
         (Method::POST, USERS, json!({}), "/name"),
@@ -154,7 +154,7 @@ async fn user_bodies_are_validated() {
 
 #[tokio::test]
 async fn invisible_names_are_blank_and_control_characters_are_refused() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let cases = [
         ("\u{200b}\u{a0}\u{feff}", "must not be blank"),
         ("\u{3164}\u{e0020}", "must not be blank"),
@@ -223,7 +223,7 @@ async fn invisible_names_are_blank_and_control_characters_are_refused() {
 
 #[tokio::test]
 async fn deleting_a_user_deletes_their_bids_and_recomputes_winners() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     assert_eq!(winning(&app, "item1").await, "bid2");
     let res = app.delete("/api/v1/users/user2").await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
@@ -242,7 +242,7 @@ async fn deleting_a_user_deletes_their_bids_and_recomputes_winners() {
 
 #[tokio::test]
 async fn a_users_items_are_listed_once_in_order_of_first_bid() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/api/v1/users/user1/items").await;
     assert_eq!(
         res.assert_json(StatusCode::OK),
@@ -263,7 +263,7 @@ async fn a_users_items_are_listed_once_in_order_of_first_bid() {
 
 #[tokio::test]
 async fn items_are_listed_with_their_winner_and_bids() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get(ITEMS).await;
     assert_eq!(
         res.assert_json(StatusCode::OK),
@@ -276,7 +276,7 @@ async fn items_are_listed_with_their_winner_and_bids() {
 
 #[tokio::test]
 async fn an_item_shows_bid_ids_by_default_and_the_flags_change_that() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let uri = "/api/v1/items/item1";
     let res = app.get(uri).await;
     assert_eq!(
@@ -323,7 +323,7 @@ async fn an_item_shows_bid_ids_by_default_and_the_flags_change_that() {
 
 #[tokio::test]
 async fn creating_an_item_returns_it_in_the_item_shape_with_location() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .post_json(ITEMS, json!({"item": {"name": "Item Nº 3"}}))
         .await;
@@ -340,7 +340,7 @@ async fn creating_an_item_returns_it_in_the_item_shape_with_location() {
 
 #[tokio::test]
 async fn put_on_an_item_keeps_its_bids_or_creates_it() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .put_json("/api/v1/items/item1", json!({"item": {"name": "Renamed"}}))
         .await;
@@ -367,7 +367,7 @@ async fn put_on_an_item_keeps_its_bids_or_creates_it() {
 
 #[tokio::test]
 async fn deleting_an_item_deletes_its_bids() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     assert_eq!(
         app.delete("/api/v1/items/item1").await.status,
         StatusCode::NO_CONTENT
@@ -384,7 +384,7 @@ async fn deleting_an_item_deletes_its_bids() {
 
 #[tokio::test]
 async fn an_items_bids_come_in_placing_order_and_its_winner_on_its_own() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/api/v1/items/item1/bids").await;
     assert_eq!(
         res.assert_json(StatusCode::OK),
@@ -414,7 +414,7 @@ async fn an_items_bids_come_in_placing_order_and_its_winner_on_its_own() {
 
 #[tokio::test]
 async fn a_bid_value_sent_as_a_string_is_stored_as_a_number() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = place(&app, "item1", "user1", json!("100000")).await;
     assert_eq!(
         res.assert_json(StatusCode::CREATED),
@@ -429,7 +429,7 @@ async fn a_bid_value_sent_as_a_string_is_stored_as_a_number() {
 
 #[tokio::test]
 async fn the_first_bid_on_an_item_without_bids_becomes_its_winner() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = place(&app, "item2", "user3", json!(1)).await;
     assert_eq!(res.status, StatusCode::CREATED);
     assert_eq!(winning(&app, "item2").await, "bid3");
@@ -437,7 +437,7 @@ async fn the_first_bid_on_an_item_without_bids_becomes_its_winner() {
 
 #[tokio::test]
 async fn the_highest_bid_wins_and_the_earliest_wins_a_tie() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     place(&app, "item1", "user3", json!(1000.0)).await; // bid3 ties bid2, later
     assert_eq!(winning(&app, "item1").await, "bid2");
     place(&app, "item1", "user3", json!("1000.01")).await; // bid4
@@ -456,7 +456,7 @@ async fn the_highest_bid_wins_and_the_earliest_wins_a_tie() {
 
 #[tokio::test]
 async fn unknown_users_or_items_are_a_422_naming_them_and_change_nothing() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = place(&app, "item1", "user9", json!(5)).await;
     let problem = res.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, BIDS);
     assert_eq!(problem["errors"][0]["pointer"], "/bid/user");
@@ -474,7 +474,7 @@ async fn unknown_users_or_items_are_a_422_naming_them_and_change_nothing() {
 
 #[tokio::test]
 async fn bad_bid_bodies_are_422_with_a_pointer() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let cases = [
         (
             json!({"bid": {"item": "item1", "value": 0, "user": "user1"}}),
@@ -528,7 +528,7 @@ async fn bad_bid_bodies_are_422_with_a_pointer() {
 
 #[tokio::test]
 async fn bids_are_immutable() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for method in [Method::PUT, Method::PATCH] {
         let res = app
             .send_body(
@@ -554,7 +554,7 @@ async fn bids_are_immutable() {
 
 #[tokio::test]
 async fn bids_are_keyed_in_natural_order_and_ids_are_never_reused() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for value in 3..=10 {
         place(&app, "item2", "user3", json!(value)).await;
     }
@@ -575,7 +575,7 @@ async fn bids_are_keyed_in_natural_order_and_ids_are_never_reused() {
 
 #[tokio::test]
 async fn the_original_clients_requests_all_succeed_in_order() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let script: Value = serde_json::from_str(include_str!("../fixtures/original_client.json"))
         .expect("the fixture is JSON");
     for step in script["requests"].as_array().unwrap() {

@@ -17,7 +17,7 @@ fn ids(body: &Value) -> Vec<u64> {
 
 #[tokio::test]
 async fn list_returns_every_seeded_book_in_id_order_with_the_total() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get(BOOKS).await;
     let body = res.assert_json(StatusCode::OK);
     assert_eq!(ids(body), (1..=12).collect::<Vec<_>>());
@@ -29,7 +29,7 @@ async fn list_returns_every_seeded_book_in_id_order_with_the_total() {
 
 #[tokio::test]
 async fn list_pages_with_limit_and_offset() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get(&format!("{BOOKS}?limit=3&offset=4")).await;
     assert_eq!(ids(res.assert_json(StatusCode::OK)), [5, 6, 7]);
     assert_eq!(res.header("x-total-count"), Some("12"));
@@ -45,7 +45,7 @@ async fn list_pages_with_limit_and_offset() {
 
 #[tokio::test]
 async fn paging_values_out_of_range_are_bad_requests() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for query in [
         "limit=0",
         "limit=1001",
@@ -65,7 +65,7 @@ async fn paging_values_out_of_range_are_bad_requests() {
 
 #[tokio::test]
 async fn create_answers_201_with_location_and_the_book() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .post_json(BOOKS, json!({"title": "New book", "author": "Ann Author"}))
         .await;
@@ -83,7 +83,7 @@ async fn create_answers_201_with_location_and_the_book() {
 
 #[tokio::test]
 async fn the_author_is_optional_and_null_means_none() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for body in [
         json!({"title": "No author"}),
         json!({"title": "Null author", "author": null}),
@@ -96,7 +96,7 @@ async fn the_author_is_optional_and_null_means_none() {
 
 #[tokio::test]
 async fn ids_continue_above_the_highest_and_are_never_reused() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     app.delete("/api/v1/books/12").await;
     let res = app.post_json(BOOKS, json!({"title": "After delete"})).await;
     assert_eq!(res.assert_json(StatusCode::CREATED)["id"], 13);
@@ -107,7 +107,7 @@ async fn ids_continue_above_the_highest_and_are_never_reused() {
 
 #[tokio::test]
 async fn get_answers_the_book_or_a_404_naming_it() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/api/v1/books/3").await;
     assert_eq!(
         res.assert_json(StatusCode::OK)["title"],
@@ -120,7 +120,7 @@ async fn get_answers_the_book_or_a_404_naming_it() {
 
 #[tokio::test]
 async fn ids_of_the_wrong_form_are_bad_requests() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for id in ["abc", "-1", "1.5", "99999999999999999999999", "%20"] {
         let uri = format!("{BOOKS}/{id}");
         for method in [Method::GET, Method::DELETE] {
@@ -135,7 +135,7 @@ async fn ids_of_the_wrong_form_are_bad_requests() {
 
 #[tokio::test]
 async fn a_book_id_not_written_canonically_is_400_and_changes_nothing() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for id in [
         "01", "001", "+1", "%201", "1%20", "1.0", "0", "00", "0x1", "1e0", "%2B1",
     ] {
@@ -181,7 +181,7 @@ async fn a_book_id_not_written_canonically_is_400_and_changes_nothing() {
 
 #[tokio::test]
 async fn put_replaces_both_fields_and_an_omitted_author_is_removed() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .put_json("/api/v1/books/1", json!({"title": "Java, 2nd edition"}))
         .await;
@@ -207,7 +207,7 @@ async fn put_replaces_both_fields_and_an_omitted_author_is_removed() {
 
 #[tokio::test]
 async fn put_with_another_id_in_the_body_is_422_and_changes_nothing() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .put_json("/api/v1/books/1", json!({"id": 2, "title": "Hijack"}))
         .await;
@@ -218,7 +218,7 @@ async fn put_with_another_id_in_the_body_is_422_and_changes_nothing() {
 
 #[tokio::test]
 async fn put_and_patch_on_a_missing_book_are_404() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     app.put_json("/api/v1/books/99", json!({"title": "t"}))
         .await
         .assert_problem(StatusCode::NOT_FOUND, "/api/v1/books/99");
@@ -231,7 +231,7 @@ async fn put_and_patch_on_a_missing_book_are_404() {
 
 #[tokio::test]
 async fn patch_changes_only_the_given_fields() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .patch_json("/api/v1/books/2", json!({"title": "Python, revised"}))
         .await;
@@ -245,7 +245,7 @@ async fn patch_changes_only_the_given_fields() {
 
 #[tokio::test]
 async fn patch_with_a_null_author_removes_it_but_a_null_title_is_refused() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .send_body(
             Method::PATCH,
@@ -275,7 +275,7 @@ async fn patch_with_a_null_author_removes_it_but_a_null_title_is_refused() {
 
 #[tokio::test]
 async fn delete_answers_204_then_404() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.delete("/api/v1/books/5").await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
     assert!(res.text.is_empty());
@@ -290,7 +290,7 @@ async fn delete_answers_204_then_404() {
 
 #[tokio::test]
 async fn invalid_fields_are_422_with_a_pointer_for_each_and_change_nothing() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let long = "x".repeat(201);
     let cases = [
         (json!({"title": ""}), vec!["/title"]),
@@ -364,7 +364,7 @@ const ACCEPTED: &[&str] = &[
 
 #[tokio::test]
 async fn invisible_titles_are_blank_and_control_characters_are_refused() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let one = format!("{BOOKS}/1");
     let cases = INVISIBLE
         .iter()
@@ -414,7 +414,7 @@ async fn invisible_titles_are_blank_and_control_characters_are_refused() {
 
 #[tokio::test]
 async fn lengths_are_counted_in_characters() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let title = "é".repeat(200);
     let res = app.post_json(BOOKS, json!({"title": title})).await;
     assert_eq!(res.assert_json(StatusCode::CREATED)["title"], title);
@@ -422,7 +422,7 @@ async fn lengths_are_counted_in_characters() {
 
 #[tokio::test]
 async fn text_is_stored_exactly_as_sent() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let title = "  <b>Ünïcødé</b> 📚 \"quoted\" \\ 'x'; DROP TABLE books;--  ";
     let res = app.post_json(BOOKS, json!({"title": title})).await;
     let id = res.assert_json(StatusCode::CREATED)["id"].as_u64().unwrap();

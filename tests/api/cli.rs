@@ -7,7 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{DATA_DIR, binary, data_dir_with, write_files};
+use crate::helpers::{
+    DATA_DIR, TEST_POOL_SIZE, TestDatabase, binary, data_dir_with, on_postgres, write_files,
+};
 
 /// A command for the binary with a clean environment, run in `cwd` (so no stray `.env`).
 fn monolith(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -248,10 +250,14 @@ pub struct ServerProcess {
     pub address: String,
     pub logs: Arc<Mutex<Vec<String>>>,
     _cwd: tempfile::TempDir,
+    /// The schema the server's store lives in on the PostgreSQL half; dropped after the process
+    /// is killed.
+    _database: Option<TestDatabase>,
 }
 
 impl ServerProcess {
-    /// Starts the binary on the bundled data with JSON logs and the extra `env`.
+    /// Starts the binary on the bundled data with JSON logs and the extra `env`; on a fresh
+    /// schema when the run has a test database and `env` names no `DATABASE_URL`.
     pub fn start(env: &[(&str, &str)]) -> Self {
         Self::start_under_ulimit("", env)
     }
@@ -260,12 +266,22 @@ impl ServerProcess {
     /// (`-n 64`, say) unless they are empty.
     pub fn start_under_ulimit(ulimit_args: &str, env: &[(&str, &str)]) -> Self {
         let cwd = tempfile::tempdir().unwrap();
+        let names_database = env.iter().any(|(name, _)| *name == "DATABASE_URL");
+        let database = if names_database {
+            None
+        } else {
+            TestDatabase::create_blocking()
+        };
         let mut vars = vec![
             ("DATA_DIR", DATA_DIR),
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
             ("LOG_FORMAT", "json"),
         ];
+        if let Some(database) = &database {
+            vars.push(("DATABASE_URL", &database.url));
+            vars.push(("DATABASE_MAX_CONNECTIONS", TEST_POOL_SIZE));
+        }
         vars.extend_from_slice(env);
         let mut command = if ulimit_args.is_empty() {
             monolith(cwd.path(), &[], &vars)
@@ -317,6 +333,7 @@ impl ServerProcess {
             address,
             logs,
             _cwd: cwd,
+            _database: database,
         }
     }
 
@@ -500,7 +517,19 @@ const NUMERIC_SETTINGS: &[(&str, u64, u64)] = &[
     ("MAX_RECORDS_PER_RESOURCE", 1, 100_000_000),
     ("WRITE_TIMEOUT_SECS", 1, 3_600),
     ("MAX_CONNECTIONS", 1, 1_000_000),
+    ("DATABASE_MAX_CONNECTIONS", 1, 1_000),
+    ("DATABASE_STATEMENT_TIMEOUT_SECS", 1, 600),
+    ("DATABASE_STARTUP_TIMEOUT_SECS", 0, 3_600),
 ];
+
+/// Whether `name` is read only beside a `DATABASE_URL`.
+fn is_database_setting(name: &str) -> bool {
+    name.starts_with("DATABASE_")
+}
+
+/// A URL for settings checks that never connect (port 1 refuses at once if one does), with a
+/// made-up password that tests look for in every output.
+const UNREACHABLE_DATABASE_URL: &str = "postgres://u:hunter2@127.0.0.1:1/db"; // pragma: allowlist secret
 
 /// Values no numeric setting takes: what the issue lists, plus the neighbours of the range.
 fn out_of_range(min: u64, max: u64) -> Vec<String> {
@@ -534,6 +563,9 @@ fn a_numeric_setting_outside_its_range_stops_start_up_before_anything_is_bound()
                 ("DATA_DIR", DATA_DIR),
                 ("HOST", "127.0.0.1"),
                 ("LOG_FORMAT", "json"),
+                // The DATABASE_* settings are read only beside a URL; the settings are refused
+                // before it is used, so it need not lead anywhere.
+                ("DATABASE_URL", UNREACHABLE_DATABASE_URL),
             ];
             // PORT's own row sets the port; every other row binds nothing if start-up goes on.
             let env: Vec<_> = if name == "PORT" {
@@ -581,6 +613,8 @@ fn every_numeric_setting_works_at_both_ends_of_its_range() {
             .iter()
             // The port is taken as 0 (a free one) below: a fixed one may be in use.
             .filter(|(name, ..)| *name != "PORT")
+            // The DATABASE_* settings need a database to serve with: the PostgreSQL half.
+            .filter(|(name, ..)| on_postgres() || !is_database_setting(name))
             .map(|&(name, min, max)| (name, pick(min, max).to_string()))
             .collect()
     };
@@ -601,4 +635,155 @@ fn every_numeric_setting_works_at_both_ends_of_its_range() {
         &[("PORT", &max_port.to_string()), ("DATA_DIR", DATA_DIR)],
     );
     assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// Runs the binary with `env` and stdin closed, killing it if it takes longer than `limit`;
+/// its output and how long it ran.
+fn run_within(
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = monolith(cwd, args, env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The output is a few lines: it fits the pipes, so waiting before reading cannot block.
+    wait_with_timeout(&mut child, limit);
+    let elapsed = started.elapsed();
+    (child.wait_with_output().unwrap(), elapsed)
+}
+
+/// Asserts that nothing the process printed holds the password of [`UNREACHABLE_DATABASE_URL`]
+/// or of the bad URLs below.
+#[track_caller]
+fn assert_no_password(output: &Output) {
+    for stream in [&output.stdout, &output.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !text.contains("hunter2"),
+            "the password was printed: {text}"
+        );
+    }
+}
+
+#[test]
+fn help_never_shows_the_database_password() {
+    let cwd = tempfile::tempdir().unwrap();
+    let env = [("DATABASE_URL", UNREACHABLE_DATABASE_URL)];
+    for args in [&["--help"][..], &["help", "migrate"], &["serve", "--help"]] {
+        let output = run(cwd.path(), args, &env);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        assert_no_password(&output);
+    }
+    let help = run(cwd.path(), &["--help"], &env);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("migrate"));
+}
+
+#[test]
+fn a_malformed_database_url_stops_start_up_with_one_line_without_its_password() {
+    let cwd = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres://u:hunter2@host:notaport/db", // pragma: allowlist secret
+        "mysql://u:hunter2@host/db",             // pragma: allowlist secret
+    ] {
+        for args in [&[][..], &["migrate"]] {
+            let env = [
+                ("DATABASE_URL", url),
+                ("DATA_DIR", DATA_DIR),
+                ("HOST", "127.0.0.1"),
+                ("PORT", "0"),
+            ];
+            let (output, _) = run_within(cwd.path(), args, &env, Duration::from_secs(10));
+            let message = stderr(&output);
+            assert_eq!(output.status.code(), Some(1), "{url} {args:?}: {message}");
+            assert_eq!(message.lines().count(), 1, "{message}");
+            assert!(message.contains("DATABASE_URL"), "{message}");
+            assert_no_password(&output);
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_database_stops_start_up_after_its_timeout_with_one_line() {
+    let cwd = tempfile::tempdir().unwrap();
+    let env = [
+        ("DATABASE_URL", UNREACHABLE_DATABASE_URL),
+        ("DATABASE_STARTUP_TIMEOUT_SECS", "1"),
+        ("DATA_DIR", DATA_DIR),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("LOG_FORMAT", "json"),
+    ];
+    for args in [&[][..], &["migrate"]] {
+        // A second of retries, then out: well within the limit even on a loaded machine.
+        let (output, elapsed) = run_within(cwd.path(), args, &env, Duration::from_secs(15));
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert!(elapsed < Duration::from_secs(10), "{args:?}: {elapsed:?}");
+        assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+        assert!(
+            message.starts_with("monolith: ")
+                && ["database", "postgres"]
+                    .iter()
+                    .any(|word| message.to_lowercase().contains(word)),
+            "names the problem: {message}"
+        );
+        assert_no_password(&output);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!stdout.contains("listening"), "{stdout}");
+    }
+}
+
+#[test]
+fn migrate_without_a_database_url_exits_1_saying_it_needs_one() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (output, _) = run_within(
+        cwd.path(),
+        &["migrate"],
+        &[("DATA_DIR", DATA_DIR)],
+        Duration::from_secs(10),
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("DATABASE_URL"), "{message}");
+}
+
+#[test]
+fn the_start_up_line_names_the_store_and_never_the_database_password() {
+    let server = ServerProcess::start(&[]);
+    // Served once: the signal handlers are in place by then, so SIGTERM stops it cleanly.
+    let response = http_get(&server.address, "/readyz");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (status, logs) = server.stop_keeping_logs();
+    assert!(status.success(), "{logs}");
+    let startup: serde_json::Value = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|entry| entry["message"] == "listening")
+        .expect("a start-up line");
+    let Some(test_url) = crate::helpers::test_database_url() else {
+        assert_eq!(startup["store"], "memory", "{startup}");
+        assert_eq!(startup["database"], "none", "{startup}");
+        return;
+    };
+    assert_eq!(startup["store"], "postgres", "{startup}");
+    let logged = startup["database"].as_str().expect("the database URL");
+    let test_url = url::Url::parse(&test_url).unwrap();
+    assert_eq!(
+        url::Url::parse(logged).unwrap().host_str(),
+        test_url.host_str()
+    );
+    if let Some(password) = test_url.password() {
+        assert!(logged.contains(":***@"), "{logged}");
+        assert!(
+            !logs.contains(&format!(":{password}@")),
+            "the password was logged: {logs}"
+        );
+    }
 }

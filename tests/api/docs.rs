@@ -20,7 +20,7 @@ async fn browser_get(app: &TestApp, uri: &str) -> crate::helpers::TestResponse {
 
 #[tokio::test]
 async fn the_root_redirects_to_the_docs() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/").await;
     assert!(res.status.is_redirection(), "{}", res.status);
     assert_eq!(res.header("location"), Some("/api/v1/docs/"));
@@ -28,7 +28,7 @@ async fn the_root_redirects_to_the_docs() {
 
 #[tokio::test]
 async fn the_prefix_gives_api_clients_an_index_and_browsers_the_docs() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for uri in ["/api/v1", "/api/v1/"] {
         let res = app.get(uri).await;
         assert_eq!(
@@ -54,7 +54,7 @@ async fn the_prefix_gives_api_clients_an_index_and_browsers_the_docs() {
 
 #[tokio::test]
 async fn swagger_ui_is_served_from_the_binary_and_loads_the_spec_by_a_relative_url() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let page = app.get("/api/v1/docs/").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.content_type().starts_with("text/html"));
@@ -102,7 +102,7 @@ fn operations(spec: &Value) -> BTreeSet<(String, String)> {
 
 #[tokio::test]
 async fn the_spec_documents_every_route_with_a_relative_server() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/api/v1/openapi.json").await;
     let spec = res.assert_json(StatusCode::OK);
     assert_eq!(spec["openapi"], "3.1.0");
@@ -164,6 +164,7 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
                 .replace("{bid_id}", "bid1")
         );
         let res = TestApp::new()
+            .await
             .send_body(
                 method.parse().unwrap(),
                 &uri,
@@ -182,7 +183,7 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
 
 #[tokio::test]
 async fn every_operation_documents_its_errors_as_problems() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let spec = app.get("/api/v1/openapi.json").await.body;
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -216,7 +217,7 @@ async fn every_operation_documents_its_errors_as_problems() {
 
 #[tokio::test]
 async fn schemas_carry_examples_and_the_rules() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let spec = app.get("/api/v1/openapi.json").await.body;
     let schemas = &spec["components"]["schemas"];
     for name in [
@@ -243,7 +244,7 @@ async fn schemas_carry_examples_and_the_rules() {
 
 #[tokio::test]
 async fn an_empty_prefix_puts_the_api_at_the_root() {
-    let app = TestApp::with_config(config_with_prefix(""));
+    let app = TestApp::with_config(config_with_prefix("")).await;
     assert_eq!(
         app.get("/books/1").await.assert_json(StatusCode::OK)["id"],
         1
@@ -270,7 +271,7 @@ async fn an_empty_prefix_puts_the_api_at_the_root() {
 
 #[tokio::test]
 async fn a_custom_prefix_with_slashes_is_normalised() {
-    let app = TestApp::with_config(config_with_prefix("/custom/"));
+    let app = TestApp::with_config(config_with_prefix("/custom/")).await;
     assert_eq!(
         app.get("/custom/books/2").await.assert_json(StatusCode::OK)["id"],
         2

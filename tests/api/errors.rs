@@ -16,7 +16,7 @@ const BOOKS: &str = "/api/v1/books";
 
 #[tokio::test]
 async fn malformed_json_is_400() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for body in [
         "{",
         "{\"title\": }",
@@ -42,7 +42,7 @@ async fn malformed_json_is_400() {
 /// objects, so an array anywhere a record belongs is a 422 that names it and changes nothing.
 #[tokio::test]
 async fn an_array_where_an_object_belongs_is_422_and_changes_nothing() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let cases = [
         (Method::POST, BOOKS, r#"["Dune", "Frank Herbert"]"#, ""),
         (Method::PUT, "/api/v1/books/1", r#"["Dune"]"#, ""),
@@ -92,7 +92,7 @@ async fn every_record(app: &TestApp) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn a_body_that_is_not_json_is_415_whatever_it_holds() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for content_type in [None, Some("text/plain"), Some("application/xml")] {
         let res = app
             .send_body(Method::POST, BOOKS, content_type, r#"{"title": "t"}"#)
@@ -104,7 +104,7 @@ async fn a_body_that_is_not_json_is_415_whatever_it_holds() {
 
 #[tokio::test]
 async fn unknown_routes_are_404_problems() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for uri in [
         "/nope",
         "/api/v1/nope",
@@ -118,7 +118,7 @@ async fn unknown_routes_are_404_problems() {
 
 #[tokio::test]
 async fn wrong_methods_are_405_with_allow() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let cases = [
         (Method::DELETE, BOOKS, ["GET", "POST"].as_slice()),
         (
@@ -142,7 +142,7 @@ async fn wrong_methods_are_405_with_allow() {
 
 #[tokio::test]
 async fn problem_instances_never_carry_the_query() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/api/v1/books/42?server_key=secret").await;
     res.assert_problem(StatusCode::NOT_FOUND, "/api/v1/books/42");
     assert!(!res.text.contains("secret"));
@@ -152,7 +152,7 @@ async fn problem_instances_never_carry_the_query() {
 async fn bodies_over_the_limit_are_413() {
     let mut config = test_config();
     config.max_body_bytes = 64;
-    let app = TestApp::with_config(config);
+    let app = TestApp::with_config(config).await;
     let title = "x".repeat(100);
     // With a Content-Length…
     let res = app.post_json(BOOKS, json!({ "title": title })).await;

@@ -48,7 +48,7 @@ impl Samples {
 
 #[tokio::test]
 async fn request_counters_and_latency_histograms_move_with_traffic() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let before = Samples::scrape(&app).await;
     for _ in 0..3 {
         app.get("/api/v1/books/1").await;
@@ -74,7 +74,7 @@ async fn request_counters_and_latency_histograms_move_with_traffic() {
 
 #[tokio::test]
 async fn records_per_resource_are_gauged_at_each_scrape() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let samples = Samples::scrape(&app).await;
     for (resource, count) in [
         ("books", 12.0),
@@ -99,7 +99,7 @@ async fn records_per_resource_are_gauged_at_each_scrape() {
 
 #[tokio::test]
 async fn echo_auth_failures_are_counted_by_reason() {
-    let app = app_with_key();
+    let app = app_with_key().await;
     let send = |key: Option<&'static str>| {
         let mut request = Request::get("/api/v1/echo?message=x");
         if let Some(key) = key {
@@ -128,7 +128,7 @@ async fn echo_auth_failures_are_counted_by_reason() {
 
 #[tokio::test]
 async fn process_metrics_are_exported() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let samples = Samples::scrape(&app).await;
     for name in [
         "process_resident_memory_bytes",
@@ -148,7 +148,7 @@ async fn process_metrics_are_exported() {
 
 #[tokio::test]
 async fn a_thousand_unknown_paths_and_odd_methods_add_at_most_one_series_each() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     app.get("/warm-up").await;
     let before = Samples::scrape(&app).await;
     for i in 0..1000 {
@@ -179,7 +179,7 @@ fn rand_suffix() -> String {
 
 #[tokio::test]
 async fn a_sane_client_request_id_is_kept_everywhere_and_an_insane_one_replaced() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app
         .send(
             Request::get("/api/v1/books/404")
@@ -257,6 +257,19 @@ fn json_logs_have_a_start_up_line_and_one_access_line_per_request_with_its_id() 
     }
     assert_eq!(startup["secret_key"], "[redacted]");
     assert!(!logs.contains("startup-secret-value"));
+    // Which store serves, and where: the database URL only as redacted by the configuration.
+    if crate::helpers::on_postgres() {
+        assert_eq!(startup["store"], "postgres", "{startup}");
+        assert!(
+            startup["database"]
+                .as_str()
+                .is_some_and(|url| url.starts_with("postgres")),
+            "{startup}"
+        );
+    } else {
+        assert_eq!(startup["store"], "memory", "{startup}");
+        assert_eq!(startup["database"], "none", "{startup}");
+    }
 
     let access: Vec<&Value> = lines
         .iter()
@@ -289,7 +302,7 @@ fn json_logs_have_a_start_up_line_and_one_access_line_per_request_with_its_id() 
 async fn the_metrics_endpoint_is_never_rate_limited_or_prefixed() {
     let mut config = test_config();
     config.api_prefix = "/x".to_owned();
-    let app = TestApp::with_config(config);
+    let app = TestApp::with_config(config).await;
     assert_eq!(app.get("/metrics").await.status, StatusCode::OK);
     assert_eq!(app.get("/x/metrics").await.status, StatusCode::NOT_FOUND);
 }
@@ -314,7 +327,7 @@ fn metric_names(promql: &str) -> Vec<String> {
 
 /// The metric families the server exports, from the `# TYPE` lines of a scrape.
 async fn exported_families() -> Vec<String> {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     // Families with labels appear once they have a sample.
     app.get("/healthz").await;
     let text = app.get("/metrics").await.text;

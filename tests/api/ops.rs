@@ -9,7 +9,7 @@ use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_200_while_serving() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     assert_eq!(
         app.get("/healthz").await.assert_json(StatusCode::OK)["status"],
         "ok"
@@ -22,7 +22,7 @@ async fn healthz_and_readyz_answer_200_while_serving() {
 
 #[tokio::test]
 async fn readyz_answers_503_once_shutdown_begins() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     app.state.ready.store(false, Ordering::Release);
     app.get("/readyz")
         .await
@@ -33,7 +33,7 @@ async fn readyz_answers_503_once_shutdown_begins() {
 
 #[tokio::test]
 async fn probes_are_never_under_the_prefix() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     assert_eq!(
         app.get("/api/v1/healthz").await.status,
         StatusCode::NOT_FOUND
@@ -42,7 +42,7 @@ async fn probes_are_never_under_the_prefix() {
 
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_a_sent_one_is_kept() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let a = app.get("/api/v1/books/1").await;
     let b = app.get("/nope").await;
     let (a, b) = (

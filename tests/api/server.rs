@@ -3,28 +3,32 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use monolith::{AppState, Config, Store, serve};
+use monolith::{AppState, Config, serve};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::helpers::{init_logs, test_config};
+use crate::helpers::{TestDatabase, init_logs, open_store, test_config, with_test_database};
 
 /// A server running in a task, stopped by `shutdown`.
 pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The schema the store lives in on the PostgreSQL half; dropped after the server.
+    _database: Option<TestDatabase>,
 }
 
 impl RunningServer {
-    pub async fn start(config: Config) -> Self {
+    /// Serves `config` (on a fresh schema when the run has a test database).
+    pub async fn start(mut config: Config) -> Self {
         init_logs();
+        let database = with_test_database(&mut config).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let store = Store::load(&config.data_dir, config.max_records).unwrap();
+        let store = open_store(&config).await;
         let state = AppState::new(config, store);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, state, async {
@@ -34,6 +38,7 @@ impl RunningServer {
             addr,
             shutdown: Some(tx),
             task,
+            _database: database,
         }
     }
 

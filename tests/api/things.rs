@@ -7,7 +7,7 @@ use crate::helpers::TestApp;
 
 #[tokio::test]
 async fn the_catalogue_is_an_object_keyed_by_id_in_natural_order() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/api/v1/things").await;
     let body = res.assert_json(StatusCode::OK);
     let names: Vec<_> = ["1", "2", "3", "4"]
@@ -26,7 +26,7 @@ async fn the_catalogue_is_an_object_keyed_by_id_in_natural_order() {
 
 #[tokio::test]
 async fn one_thing_or_a_404() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let res = app.get("/api/v1/things/3").await;
     assert_eq!(
         res.assert_json(StatusCode::OK),
@@ -42,7 +42,7 @@ async fn one_thing_or_a_404() {
 
 #[tokio::test]
 async fn ids_of_the_wrong_form_are_400() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     let long = "x".repeat(65);
     for id in ["a%20b", "%C3%BC", long.as_str(), "a.b"] {
         let uri = format!("/api/v1/things/{id}");
@@ -54,7 +54,7 @@ async fn ids_of_the_wrong_form_are_400() {
 
 #[tokio::test]
 async fn the_catalogue_is_read_only() {
-    let app = TestApp::new();
+    let app = TestApp::new().await;
     for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
         let res = app
             .send_body(method, "/api/v1/things/1", Some("application/json"), "{}")
