@@ -43,7 +43,8 @@ CREATE TABLE counters (
 INSERT INTO counters (prefix, highest) VALUES ('user', 0), ('item', 0);
 
 CREATE SEQUENCE book_ids AS bigint MINVALUE 1;
--- Bids: the number gives both the id (`bid{n}`) and the placing order (`bids.seq`).
+-- Bids: the number gives both the id (`bid{n}`) and the placing order (`bids.seq`); seeded
+-- bids are placed before all others, with the negative numbers -n..-1.
 CREATE SEQUENCE bid_numbers AS bigint MINVALUE 1;
 
 CREATE TABLE books (
@@ -82,7 +83,7 @@ $$;
 
 -- `sort_key` is written by the inserts (`bid_sort_key` for placed bids, `natural_sort_key` for
 -- seeded ones) rather than generated, so that placing a bid does not run the loop. `seq` is
--- unique by construction (one sequence), so it has no unique index of its own to maintain.
+-- unique by construction (one sequence, or the seed's count), so it needs no unique index.
 CREATE TABLE bids (
     id text PRIMARY KEY,
     sort_key bytea NOT NULL UNIQUE,

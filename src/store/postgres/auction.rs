@@ -175,8 +175,7 @@ impl AuctionStore for PostgresStore {
         n: usize,
     ) -> Result<UserItems, StoreError> {
         let _timer = self.timer("user_items");
-        // Placing numbers start at 1; one past every bigint leaves nothing after it.
-        let after = after.map_or(0, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
+        let after = after.map_or(i64::MIN, cursor_seq);
         let mut conn = self.conn().await?;
         let rows: Vec<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
             "SELECT u.id, u.name, page.first_seq, page.item_id FROM users u \
@@ -200,7 +199,7 @@ impl AuctionStore for PostgresStore {
         };
         let items = rows
             .into_iter()
-            .filter_map(|(_, _, seq, item)| Some((seq?.unsigned_abs(), item?)))
+            .filter_map(|(_, _, seq, item)| Some((seq_cursor(seq?), item?)))
             .collect();
         Ok(UserItems { user, items })
     }
@@ -330,8 +329,8 @@ impl AuctionStore for PostgresStore {
         let _timer = self.timer("item_bids");
         // One statement, so one snapshot: the winner, the count and the page agree.
         let (after, offset) = match from {
-            Cursor::Offset(offset) => (0, sql_count(offset)),
-            Cursor::After(seq) => (i64::try_from(seq).unwrap_or(i64::MAX), 0),
+            Cursor::Offset(offset) => (i64::MIN, sql_count(offset)),
+            Cursor::After(seq) => (cursor_seq(seq), 0),
         };
         let mut conn = self.conn().await?;
         #[allow(clippy::type_complexity)]
@@ -369,7 +368,7 @@ impl AuctionStore for PostgresStore {
         let bids = rows
             .into_iter()
             .filter_map(|(item_id, _, _, _, seq, bid_id, user, value)| {
-                Some((seq?.unsigned_abs(), bid((bid_id?, item_id, user?, value?))))
+                Some((seq_cursor(seq?), bid((bid_id?, item_id, user?, value?))))
             })
             .collect();
         Ok((found, bids))
@@ -506,6 +505,19 @@ impl AuctionStore for PostgresStore {
         .map_err(plain)?;
         tx.commit().await.map_err(plain)
     }
+}
+
+/// A placing number (`bids.seq`) as the store traits' cursor. Seeded bids have negative
+/// numbers (so that the sequence, which also names placed bids, starts where the memory store's
+/// counter would), placed bids positive ones: flipping the sign bit maps `i64` onto `u64` in
+/// order.
+fn seq_cursor(seq: i64) -> u64 {
+    (seq as u64) ^ (1 << 63)
+}
+
+/// The placing number a cursor from [`seq_cursor`] stands for.
+fn cursor_seq(cursor: u64) -> i64 {
+    (cursor ^ (1 << 63)) as i64
 }
 
 /// The first key of the transaction-scoped advisory lock that serialises the bids of one item

@@ -301,10 +301,11 @@ async fn copy_seed(conn: &mut PgConnection, seed: &MemoryStore) -> Result<[usize
             .map_err(&failed)?;
     }
     for (chunk, bids_chunk) in bids.chunks(SEED_CHUNK).enumerate() {
-        let first_seq = chunk * SEED_CHUNK + 1;
-        let seqs: Vec<i64> = (first_seq..first_seq + bids_chunk.len())
-            .map(|seq| i64::try_from(seq).expect("fewer than 2^63 bids"))
-            .collect();
+        // Seeded bids are placed before any other, in natural id order, with the negative
+        // numbers -n..-1: the sequence, which also names placed bids, stays free for them.
+        let total = i64::try_from(bids.len()).expect("fewer than 2^63 bids");
+        let first_seq = i64::try_from(chunk * SEED_CHUNK).expect("fewer than 2^63 bids") - total;
+        let seqs: Vec<i64> = (first_seq..).take(bids_chunk.len()).collect();
         sqlx::query(
             "INSERT INTO bids (id, sort_key, user_id, item_id, value, seq) \
              SELECT id, natural_sort_key(id), user_id, item_id, value, seq \
@@ -348,8 +349,7 @@ async fn copy_seed(conn: &mut PgConnection, seed: &MemoryStore) -> Result<[usize
     };
     let user_high = highest("user", &mut users.iter().map(|u| u.id.as_str()));
     let item_high = highest("item", &mut items.iter().map(|i| i.id.as_str()));
-    let bid_high = highest("bid", &mut bids.iter().map(|b| b.id.as_str()))
-        .max(i64::try_from(bids.len()).expect("fewer than 2^63 bids"));
+    let bid_high = highest("bid", &mut bids.iter().map(|b| b.id.as_str()));
     let book_high = book_ids.iter().copied().max().unwrap_or(0);
     sqlx::query(
         "WITH u AS (UPDATE counters SET highest = $1 WHERE prefix = 'user'), \
