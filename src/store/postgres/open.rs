@@ -14,8 +14,10 @@ use crate::config::DatabaseConfig;
 use crate::store::ids::counted_number;
 use crate::store::{AuctionStore, BookStore, Cursor, MemoryStore, OpenError, Store, ThingStore};
 
-/// A pooled connection idle this long is pinged before it is handed out.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+/// A pooled connection idle this long is pinged before it is handed out. Shorter than any
+/// database restart, so no connection idle across one is handed out unchecked; long enough that
+/// under load (a connection idle for microseconds between requests) nothing is pinged.
+const IDLE_BEFORE_PING: Duration = Duration::from_millis(100);
 
 /// The schema, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -44,10 +46,10 @@ pub async fn open(config: &DatabaseConfig, data_dir: &Path) -> Result<Store, Ope
     conn.close().await.ok();
 
     // A connection that sat idle may have died with a database restart: one that idled for
-    // over a second is pinged before use (and replaced if dead), so a restart during a quiet
-    // spell costs no request a 503. A busy connection is not pinged: that would add a round
-    // trip to every request, a third of the time of a point read; if it died, the operation
-    // fails (503) and sqlx drops it.
+    // over a tenth of a second is pinged before use (and replaced if dead), so a restart during
+    // a quiet spell costs no request a 503. A busy connection is not pinged: that would add a
+    // round trip to every request, a third of the time of a point read; if it died, the
+    // operation fails (503) and sqlx drops it.
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.statement_timeout)
