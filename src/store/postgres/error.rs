@@ -69,7 +69,11 @@ fn database_error(db: &dyn DatabaseError, context: Context<'_>) -> StoreError {
         // foreign_key_violation: the user or item went away between our check and the insert.
         "23503" if context.bid.is_some() => {
             let (user, item) = context.bid.expect("checked");
-            if db.constraint().is_some_and(|c| c.contains("item")) {
+            // The constraints PostgreSQL names from the schema's `REFERENCES items`.
+            if matches!(
+                db.constraint(),
+                Some("bids_item_id_fkey" | "user_items_item_id_fkey")
+            ) {
                 missing_item(item)
             } else {
                 missing_user(user)

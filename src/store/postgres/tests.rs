@@ -573,3 +573,46 @@ async fn a_lost_database_is_unavailable_not_an_internal_error() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn a_vanished_reference_of_a_bid_names_the_right_field() {
+    let Some(admin) = admin_url() else { return };
+    let config = fresh_schema(&admin).await;
+    migrate(&config).await.unwrap();
+    let mut conn = PgConnection::connect(secrecy::ExposeSecret::expose_secret(&config.url))
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO users (id, name) VALUES ('u', 'u')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO items (id, name) VALUES ('i', 'i')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let context = super::error::Context {
+        exhausts: None,
+        bid: Some(("u", "i")),
+    };
+    // Each foreign key a placed bid writes through, violated for real.
+    for (insert, field) in [
+        ("INSERT INTO user_items VALUES ('gone', 'i', 1)", "bid/user"),
+        ("INSERT INTO user_items VALUES ('u', 'gone', 1)", "bid/item"),
+        (
+            "INSERT INTO bids (id, sort_key, item_id, user_id, value, seq) \
+             VALUES ('b', 'b', 'i', 'gone', 1, 1)",
+            "bid/user",
+        ),
+        (
+            "INSERT INTO bids (id, sort_key, item_id, user_id, value, seq) \
+             VALUES ('b', 'b', 'gone', 'u', 1, 1)",
+            "bid/item",
+        ),
+    ] {
+        let err = sqlx::query(insert).execute(&mut conn).await.unwrap_err();
+        match super::error::store_error(err, context) {
+            StoreError::MissingReference { field: got, .. } => assert_eq!(got, field, "{insert}"),
+            other => panic!("{insert}: {other:?}"),
+        }
+    }
+}
