@@ -787,3 +787,25 @@ fn the_start_up_line_names_the_store_and_never_the_database_password() {
         );
     }
 }
+
+#[test]
+fn migrate_applies_the_schema_and_can_run_again_leaving_seeding_to_the_server() {
+    let Some(database) = crate::helpers::TestDatabase::create_blocking() else {
+        eprintln!("TEST_DATABASE_URL is not set: migrate needs a database");
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let env = [
+        ("DATA_DIR", DATA_DIR),
+        ("DATABASE_URL", database.url.as_str()),
+    ];
+    for run in ["first", "second"] {
+        let (output, _) = run_within(cwd.path(), &["migrate"], &env, Duration::from_secs(30));
+        assert!(output.status.success(), "{run}: {}", stderr(&output));
+        assert_no_password(&output);
+    }
+    // Migrated, not seeded: a server started on it next seeds it from DATA_DIR.
+    let server = ServerProcess::start(&[("DATABASE_URL", database.url.as_str())]);
+    let response = http_get(&server.address, "/api/v1/books/1");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}

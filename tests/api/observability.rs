@@ -73,6 +73,35 @@ async fn request_counters_and_latency_histograms_move_with_traffic() {
 }
 
 #[tokio::test]
+async fn the_database_pool_and_query_latency_are_exported_only_with_postgresql() {
+    let app = TestApp::new().await;
+    assert_eq!(app.get("/api/v1/books/1").await.status, StatusCode::OK);
+    let text = app.get("/metrics").await.text;
+    if !crate::helpers::on_postgres() {
+        assert!(!text.contains("monolith_db_"), "{text}");
+        return;
+    }
+    // The test pool's size (DATABASE_MAX_CONNECTIONS=4), its connections, and the read just made.
+    assert!(
+        text.contains("monolith_db_pool_max_connections 4"),
+        "{text}"
+    );
+    assert!(text.contains("monolith_db_pool_waiting 0"), "{text}");
+    for state in ["idle", "in_use"] {
+        assert!(
+            text.contains(&format!(
+                "monolith_db_pool_connections{{state=\"{state}\"}}"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("monolith_db_query_duration_seconds_count{operation=\"get_book\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn records_per_resource_are_gauged_at_each_scrape() {
     let app = TestApp::new().await;
     let samples = Samples::scrape(&app).await;
