@@ -17,6 +17,8 @@ RUN mkdir -p src benches \
     && cargo build --release --locked \
     && rm -rf src benches
 
+COPY build.rs ./
+COPY migrations ./migrations
 COPY src ./src
 COPY benches ./benches
 # The touch makes cargo rebuild the crate itself over the placeholder above.

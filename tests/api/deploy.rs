@@ -429,3 +429,29 @@ fn the_systemd_unit_is_hardened() {
         );
     }
 }
+
+#[test]
+fn the_image_build_copies_everything_the_compile_reads() {
+    let dockerfile = read("Dockerfile");
+    // `sqlx::migrate!()` embeds migrations/ at compile time; build.rs makes cargo notice a
+    // changed migration. Without either in the build context the image does not build.
+    for needed in ["migrations", "build.rs"] {
+        assert!(
+            dockerfile
+                .lines()
+                .any(|line| line.starts_with("COPY ") && line.contains(needed)),
+            "the Dockerfile copies {needed}"
+        );
+        assert!(
+            !read(".dockerignore")
+                .lines()
+                .any(|line| line.trim_end_matches('/') == needed),
+            ".dockerignore keeps {needed}"
+        );
+        assert!(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(needed)
+                .exists()
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Rebuilds the crate when a migration changes: `sqlx::migrate!()` embeds `migrations/` at
+//! compile time, and cargo does not otherwise know the macro read it.
+
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
