@@ -520,10 +520,18 @@ async fn a_5xx_is_logged_once_at_error_with_its_cause_and_request_id() {
     async fn boom() -> StatusCode {
         panic!("the cause: index out of range")
     }
+    // The router here has no store, so the memory half of the suite covers it; in the
+    // PostgreSQL half, other threads' pools log through tracing's global callsite cache while
+    // this test's scoped subscriber comes and goes, and an access line was once lost to that.
+    if crate::helpers::on_postgres() {
+        return;
+    }
     let captured = Captured::default();
     let dispatch =
         monolith::telemetry::dispatch("debug", LogFormat::Json, captured.clone()).unwrap();
     let _guard = tracing::dispatcher::set_default(&dispatch);
+    // Callsites first hit by another test, with no subscriber interested, cached "never".
+    tracing::callsite::rebuild_interest_cache();
     let router = monolith::with_middleware(
         Router::new().route("/boom", get(boom)),
         &test_config(),

@@ -616,3 +616,23 @@ async fn a_vanished_reference_of_a_bid_names_the_right_field() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_of_one_new_id_create_it_once_and_never_fail() {
+    let Some(admin) = admin_url() else { return };
+    let store = empty_store(&admin).await;
+    for round in 0..20 {
+        let id = format!("user{}", 1000 + round);
+        let puts = (0..16).map(|_| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move { store.put_user(&id, name("n")).await })
+        });
+        let results = futures_util::future::join_all(puts).await;
+        let created = results
+            .into_iter()
+            .map(|joined| joined.unwrap().expect("a PUT never fails"))
+            .filter(|(_, upsert)| *upsert == Upsert::Created)
+            .count();
+        assert_eq!(created, 1, "round {round}");
+    }
+}
