@@ -16,6 +16,7 @@ mod lists;
 mod observability;
 mod ops;
 mod replicas;
+mod round_trips;
 pub mod server;
 mod things;
 mod tls;

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 use super::error::{Context, missing_item, missing_user, store_error};
+use super::pool::Settle;
 use super::{PostgresStore, sql_count};
 use crate::store::ids::counted_number;
 use crate::store::{
@@ -76,17 +77,17 @@ impl AuctionStore for PostgresStore {
                     .bind(sql_count(n))
                     .fetch_all(&mut *conn)
                     .await
+                    .settle(&mut conn)
             }
-            Cursor::After(id) => {
-                sqlx::query_as(
-                    "SELECT id, name FROM users WHERE sort_key > natural_sort_key($1) \
+            Cursor::After(id) => sqlx::query_as(
+                "SELECT id, name FROM users WHERE sort_key > natural_sort_key($1) \
                      ORDER BY sort_key LIMIT $2",
-                )
-                .bind(id)
-                .bind(sql_count(n))
-                .fetch_all(&mut *conn)
-                .await
-            }
+            )
+            .bind(id)
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .settle(&mut conn),
         }
         .map_err(plain)?;
         Ok(rows
@@ -103,6 +104,7 @@ impl AuctionStore for PostgresStore {
                 .bind(id)
                 .fetch_optional(&mut *conn)
                 .await
+                .settle(&mut conn)
                 .map_err(plain)?;
         row.map(|(id, name)| User { id, name })
             .ok_or_else(|| not_found("user", id))
@@ -124,6 +126,7 @@ impl AuctionStore for PostgresStore {
             .bind(name.as_ref())
             .fetch_optional(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(|e| store_error(e, Context::hands_out("user ids")))?;
             if let Some((id, name)) = row {
                 return Ok(User { id, name });
@@ -148,6 +151,7 @@ impl AuctionStore for PostgresStore {
         .bind(counted("user", id))
         .fetch_one(&mut *conn)
         .await
+        .settle(&mut conn)
         .map_err(plain)?;
         Ok((User { id, name }, upsert(created)))
     }
@@ -160,6 +164,7 @@ impl AuctionStore for PostgresStore {
             .bind(id)
             .execute(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(plain)?
             .rows_affected();
         if deleted == 0 {
@@ -189,6 +194,7 @@ impl AuctionStore for PostgresStore {
         .bind(sql_count(n))
         .fetch_all(&mut *conn)
         .await
+        .settle(&mut conn)
         .map_err(plain)?;
         let Some((user_id, user_name, ..)) = rows.first() else {
             return Err(not_found("user", id));
@@ -208,33 +214,31 @@ impl AuctionStore for PostgresStore {
         let _timer = self.timer("list_items");
         let mut conn = self.conn().await?;
         let rows: Vec<ItemRow> = match from {
-            Cursor::Offset(offset) => {
-                sqlx::query_as(
-                    "SELECT i.id, i.name, \
+            Cursor::Offset(offset) => sqlx::query_as(
+                "SELECT i.id, i.name, \
                      (SELECT b.id FROM bids b WHERE b.item_id = i.id \
                       ORDER BY b.value DESC, b.seq LIMIT 1), \
                      (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
                      FROM items i ORDER BY i.sort_key OFFSET $1 LIMIT $2",
-                )
-                .bind(sql_count(offset))
-                .bind(sql_count(n))
-                .fetch_all(&mut *conn)
-                .await
-            }
-            Cursor::After(id) => {
-                sqlx::query_as(
-                    "SELECT i.id, i.name, \
+            )
+            .bind(sql_count(offset))
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .settle(&mut conn),
+            Cursor::After(id) => sqlx::query_as(
+                "SELECT i.id, i.name, \
                      (SELECT b.id FROM bids b WHERE b.item_id = i.id \
                       ORDER BY b.value DESC, b.seq LIMIT 1), \
                      (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
                      FROM items i WHERE i.sort_key > natural_sort_key($1) \
                      ORDER BY i.sort_key LIMIT $2",
-                )
-                .bind(id)
-                .bind(sql_count(n))
-                .fetch_all(&mut *conn)
-                .await
-            }
+            )
+            .bind(id)
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .settle(&mut conn),
         }
         .map_err(plain)?;
         Ok(rows.into_iter().map(item).collect())
@@ -253,6 +257,7 @@ impl AuctionStore for PostgresStore {
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
+        .settle(&mut conn)
         .map_err(plain)?;
         row.map(item).ok_or_else(|| not_found("item", id))
     }
@@ -271,6 +276,7 @@ impl AuctionStore for PostgresStore {
             .bind(name.as_ref())
             .fetch_optional(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(|e| store_error(e, Context::hands_out("item ids")))?;
             if let Some((id, name)) = row {
                 return Ok(item((id, name, None, 0)));
@@ -301,6 +307,7 @@ impl AuctionStore for PostgresStore {
             .bind(counted("item", id))
             .fetch_one(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(plain)?;
         Ok((item((id, name, winning, bid_count)), upsert(created)))
     }
@@ -312,6 +319,7 @@ impl AuctionStore for PostgresStore {
             .bind(id)
             .execute(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(plain)?
             .rows_affected();
         if deleted == 0 {
@@ -360,6 +368,7 @@ impl AuctionStore for PostgresStore {
         .bind(sql_count(n))
         .fetch_all(&mut *conn)
         .await
+        .settle(&mut conn)
         .map_err(plain)?;
         let Some((item_id, name, winning, bid_count, ..)) = rows.first() else {
             return Err(not_found("item", id));
@@ -387,6 +396,7 @@ impl AuctionStore for PostgresStore {
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
+        .settle(&mut conn)
         .map_err(plain)?;
         match row {
             None => Err(not_found("item", id)),
@@ -401,26 +411,24 @@ impl AuctionStore for PostgresStore {
         let _timer = self.timer("list_bids");
         let mut conn = self.conn().await?;
         let rows: Vec<BidRow> = match from {
-            Cursor::Offset(offset) => {
-                sqlx::query_as(
-                    "SELECT id, item_id, user_id, value FROM bids \
+            Cursor::Offset(offset) => sqlx::query_as(
+                "SELECT id, item_id, user_id, value FROM bids \
                      ORDER BY sort_key OFFSET $1 LIMIT $2",
-                )
-                .bind(sql_count(offset))
-                .bind(sql_count(n))
-                .fetch_all(&mut *conn)
-                .await
-            }
-            Cursor::After(id) => {
-                sqlx::query_as(
-                    "SELECT id, item_id, user_id, value FROM bids \
+            )
+            .bind(sql_count(offset))
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .settle(&mut conn),
+            Cursor::After(id) => sqlx::query_as(
+                "SELECT id, item_id, user_id, value FROM bids \
                      WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
-                )
-                .bind(id)
-                .bind(sql_count(n))
-                .fetch_all(&mut *conn)
-                .await
-            }
+            )
+            .bind(id)
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .settle(&mut conn),
         }
         .map_err(plain)?;
         Ok(rows.into_iter().map(bid).collect())
@@ -434,6 +442,7 @@ impl AuctionStore for PostgresStore {
                 .bind(id)
                 .fetch_optional(&mut *conn)
                 .await
+                .settle(&mut conn)
                 .map_err(plain)?;
         row.map(bid).ok_or_else(|| not_found("bid", id))
     }
@@ -448,6 +457,7 @@ impl AuctionStore for PostgresStore {
         loop {
             let (user_found, item_found, id) = insert_bid(&mut conn, &new)
                 .await
+                .settle(&mut conn)
                 .map_err(|e| store_error(e, context))?;
             match id {
                 Some(id) => {
@@ -503,7 +513,7 @@ impl AuctionStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(plain)?;
-        tx.commit().await.map_err(plain)
+        tx.commit().await.settle(&mut conn).map_err(plain)
     }
 }
 

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use super::error::{Context, store_error};
+use super::pool::Settle;
 use super::{PostgresStore, sql_count};
 use crate::store::{
     Book, BookChanges, BookFields, BookStore, Cursor, StoreError, Thing, ThingStore,
@@ -53,6 +54,7 @@ impl BookStore for PostgresStore {
             .bind(sql_count(n))
             .fetch_all(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(plain)?;
         Ok(rows.into_iter().map(book).collect())
     }
@@ -65,6 +67,7 @@ impl BookStore for PostgresStore {
             .bind(key)
             .fetch_optional(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(plain)?
             .map(book)
             .ok_or_else(|| not_found(id))
@@ -81,6 +84,7 @@ impl BookStore for PostgresStore {
         .bind(fields.author())
         .fetch_one(&mut *conn)
         .await
+        .settle(&mut conn)
         .map(book)
         .map_err(|e| store_error(e, Context::hands_out("book ids")))
     }
@@ -97,6 +101,7 @@ impl BookStore for PostgresStore {
         .bind(fields.author())
         .fetch_optional(&mut *conn)
         .await
+        .settle(&mut conn)
         .map_err(plain)?
         .map(book)
         .ok_or_else(|| not_found(id))
@@ -119,6 +124,7 @@ impl BookStore for PostgresStore {
         .bind(author.flatten())
         .fetch_optional(&mut *conn)
         .await
+        .settle(&mut conn)
         .map_err(plain)?
         .map(book)
         .ok_or_else(|| not_found(id))
@@ -132,6 +138,7 @@ impl BookStore for PostgresStore {
             .bind(key)
             .execute(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(plain)?
             .rows_affected();
         if deleted == 0 {
@@ -156,27 +163,26 @@ impl ThingStore for PostgresStore {
     async fn list_things(&self, from: Cursor<String>, n: usize) -> Result<Vec<Thing>, StoreError> {
         let _timer = self.timer("list_things");
         let mut conn = self.conn().await?;
-        let rows =
-            match from {
-                Cursor::Offset(offset) => sqlx::query_as::<_, ThingRow>(
-                    "SELECT id, name, description FROM things ORDER BY sort_key OFFSET $1 LIMIT $2",
-                )
-                .bind(sql_count(offset))
-                .bind(sql_count(n))
-                .fetch_all(&mut *conn)
-                .await,
-                Cursor::After(id) => {
-                    sqlx::query_as::<_, ThingRow>(
-                        "SELECT id, name, description FROM things \
+        let rows = match from {
+            Cursor::Offset(offset) => sqlx::query_as::<_, ThingRow>(
+                "SELECT id, name, description FROM things ORDER BY sort_key OFFSET $1 LIMIT $2",
+            )
+            .bind(sql_count(offset))
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .settle(&mut conn),
+            Cursor::After(id) => sqlx::query_as::<_, ThingRow>(
+                "SELECT id, name, description FROM things \
                      WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
-                    )
-                    .bind(id)
-                    .bind(sql_count(n))
-                    .fetch_all(&mut *conn)
-                    .await
-                }
-            }
-            .map_err(plain)?;
+            )
+            .bind(id)
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .settle(&mut conn),
+        }
+        .map_err(plain)?;
         Ok(rows.into_iter().map(thing).collect())
     }
 
@@ -187,6 +193,7 @@ impl ThingStore for PostgresStore {
             .bind(id)
             .fetch_optional(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(plain)?
             .map(thing)
             .ok_or_else(|| StoreError::NotFound(format!("thing {id}")))

@@ -96,9 +96,12 @@ mod tests {
 
     #[tokio::test]
     async fn exports_exactly_its_families_without_touching_the_database() {
-        // A lazy pool never connects, so this needs no database.
-        let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
-        let store = PostgresStore::new(pool);
+        // The pool connects on first use, so this needs no database.
+        let options = "postgres://nobody@127.0.0.1:1/none".parse().unwrap();
+        let store = PostgresStore::new(
+            super::super::pool::new(options, 4),
+            std::time::Duration::from_secs(1),
+        );
         drop(store.timer("get_book"));
         let metrics = DbMetrics::new(store);
         let mut names: Vec<String> = metrics

@@ -6,29 +6,26 @@
 //!
 //! Layout: `open.rs` connects (with retries), migrates under an advisory lock and seeds;
 //! `books.rs` holds books and things, `auction.rs` users, items and bids; `error.rs` is the one
-//! mapping from database errors to [`StoreError`]. This file holds the pool and what every
-//! operation goes through: [`PostgresStore::conn`] (counts waiters) and [`QueryTimer`].
+//! mapping from database errors to [`StoreError`]; `pool.rs` the connection pool. This file
+//! holds what every operation goes through: [`PostgresStore::conn`] and [`QueryTimer`].
 
 mod auction;
 mod books;
 mod error;
 pub mod metrics;
 mod open;
+mod pool;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec};
-use sqlx::PgPool;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::Postgres;
 
 use super::{Backend, Resource, StoreError};
 use error::{Context, store_error};
+use pool::{Conn, Pool, Settle};
 
 pub use open::{migrate, open};
 
@@ -43,11 +40,11 @@ const QUERY_LATENCY_BUCKETS: [f64; 14] = [
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// All records, in PostgreSQL.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
-    /// Requests waiting for a pooled connection right now.
-    waiting: Arc<AtomicUsize>,
+    pool: Pool,
+    /// Longest an operation waits for a connection (`DATABASE_STATEMENT_TIMEOUT_SECS`).
+    acquire_timeout: Duration,
     /// Time per store operation (acquiring a connection included), labelled `op`.
     query_latency: HistogramVec,
 }
@@ -56,17 +53,17 @@ pub struct PostgresStore {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolStats {
     /// Open connections, idle or in use.
-    pub size: u32,
+    pub size: usize,
     /// Open connections not in use.
     pub idle: usize,
     /// Operations waiting for a connection.
     pub waiting: usize,
     /// The pool's cap (`DATABASE_MAX_CONNECTIONS`).
-    pub max: u32,
+    pub max: usize,
 }
 
 impl PostgresStore {
-    fn new(pool: PgPool) -> Self {
+    fn new(pool: Pool, acquire_timeout: Duration) -> Self {
         let query_latency = HistogramVec::new(
             HistogramOpts::new(
                 "monolith_db_query_duration_seconds",
@@ -78,18 +75,19 @@ impl PostgresStore {
         .expect("a valid metric definition");
         Self {
             pool,
-            waiting: Arc::new(AtomicUsize::new(0)),
+            acquire_timeout,
             query_latency,
         }
     }
 
     /// The pool's size, idle connections and waiting operations now.
     pub fn pool_stats(&self) -> PoolStats {
+        let status = self.pool.status();
         PoolStats {
-            size: self.pool.size(),
-            idle: self.pool.num_idle(),
-            waiting: self.waiting.load(Ordering::Relaxed),
-            max: self.pool.options().get_max_connections(),
+            size: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+            max: status.max_size,
         }
     }
 
@@ -110,15 +108,10 @@ impl PostgresStore {
         }
     }
 
-    /// A pooled connection; waits at most `DATABASE_STATEMENT_TIMEOUT_SECS`, counted in
-    /// [`PoolStats::waiting`] while it waits.
-    async fn conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let _waited = Decrement(&self.waiting);
-        self.pool
-            .acquire()
-            .await
-            .map_err(|e| store_error(e, Context::PLAIN))
+    /// A pooled connection; waits at most `DATABASE_STATEMENT_TIMEOUT_SECS`. Each statement's
+    /// result goes through [`Settle::settle`], so the connection returns without a ping.
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        Conn::take(&self.pool, self.acquire_timeout).await
     }
 }
 
@@ -134,15 +127,6 @@ impl Drop for QueryTimer<'_> {
         self.histogram
             .with_label_values(&[self.op])
             .observe(self.started.elapsed().as_secs_f64());
-    }
-}
-
-/// Decrements a counter when dropped, so a cancelled wait is uncounted too.
-struct Decrement<'a>(&'a AtomicUsize);
-
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -168,6 +152,7 @@ impl Backend for PostgresStore {
         let n: i64 = sqlx::query_scalar(sql)
             .fetch_one(&mut *conn)
             .await
+            .settle(&mut conn)
             .map_err(|e| store_error(e, Context::PLAIN))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
@@ -179,6 +164,7 @@ impl Backend for PostgresStore {
             sqlx::query("SELECT 1")
                 .execute(&mut *conn)
                 .await
+                .settle(&mut conn)
                 .map_err(|e| store_error(e, Context::PLAIN))
         };
         match tokio::time::timeout(PING_TIMEOUT, ping).await {
@@ -194,6 +180,6 @@ impl Backend for PostgresStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        pool::close(&self.pool).await;
     }
 }

@@ -6,18 +6,13 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use super::PostgresStore;
 use crate::config::DatabaseConfig;
 use crate::store::ids::counted_number;
 use crate::store::{AuctionStore, BookStore, Cursor, MemoryStore, OpenError, Store, ThingStore};
-
-/// A pooled connection idle this long is pinged before it is handed out. Shorter than any
-/// database restart, so no connection idle across one is handed out unchecked; long enough that
-/// under load (a connection idle for microseconds between requests) nothing is pinged.
-const IDLE_BEFORE_PING: Duration = Duration::from_millis(100);
 
 /// The schema, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -45,33 +40,20 @@ pub async fn open(config: &DatabaseConfig, data_dir: &Path) -> Result<Store, Ope
     .await?;
     conn.close().await.ok();
 
-    // A connection that sat idle may have died with a database restart: one that idled for
-    // over a tenth of a second is pinged before use (and replaced if dead), so a restart during
-    // a quiet spell costs no request a 503. A busy connection is not pinged: that would add a
-    // round trip to every request, a third of the time of a point read; if it died, the
-    // operation fails (503) and sqlx drops it.
-    let pool = PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(config.statement_timeout)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= IDLE_BEFORE_PING {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy_with(options.options([(
-            "statement_timeout",
-            format!("{}ms", config.statement_timeout.as_millis()),
-        )]));
+    let options = options.options([(
+        "statement_timeout",
+        format!("{}ms", config.statement_timeout.as_millis()),
+    )]);
+    let pool = super::pool::new(options, config.max_connections as usize);
     tracing::info!(
         database = %config.redacted_url,
         max_connections = config.max_connections,
         "using the PostgreSQL store"
     );
-    Ok(Store::new(PostgresStore::new(pool)))
+    Ok(Store::new(PostgresStore::new(
+        pool,
+        config.statement_timeout,
+    )))
 }
 
 /// Connects and applies the migrations, then returns: `monolith migrate`.
