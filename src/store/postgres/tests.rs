@@ -146,6 +146,27 @@ async fn bid_sort_key_is_natural_sort_key_of_a_placed_bids_id() {
     assert_eq!(differing, 0);
 }
 
+#[tokio::test]
+async fn bid_sort_key_is_inlined_into_the_statement_that_calls_it() {
+    let Some(admin) = admin_url() else { return };
+    let config = fresh_schema(&admin).await;
+    migrate(&config).await.unwrap();
+    let mut conn = PgConnection::connect(secrecy::ExposeSecret::expose_secret(&config.url))
+        .await
+        .unwrap();
+    // Inlined, the plan shows the function's body; called, it shows the call, which parses
+    // and plans that body on every bid.
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN VERBOSE SELECT bid_sort_key(n) FROM generate_series(1::bigint, 3) AS n",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("bid_sort_key"), "{plan}");
+    assert!(plan.contains("set_byte"), "{plan}");
+}
+
 /// Everything the bundled data answers through the store traits, to compare two stores.
 /// Placing numbers are left out: they are opaque cursors (memory counts from 0, PostgreSQL's
 /// sequence from 1), only their order matters.
