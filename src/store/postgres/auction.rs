@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 
 use super::error::{Context, missing_item, missing_user, store_error};
 use super::pool::Settle;
-use super::{PostgresStore, sql_count};
+use super::{PageSql, PostgresStore, sql_count};
 use crate::store::ids::counted_number;
 use crate::store::{
     AuctionStore, Bid, Cursor, Item, Name, NewBid, StoreError, Upsert, User, UserItems,
@@ -68,28 +68,12 @@ fn counted(prefix: &str, id: &str) -> Option<i64> {
 #[async_trait]
 impl AuctionStore for PostgresStore {
     async fn list_users(&self, from: Cursor<String>, n: usize) -> Result<Vec<User>, StoreError> {
-        let _timer = self.timer("list_users");
-        let mut conn = self.conn().await?;
-        let rows: Vec<(String, String)> = match from {
-            Cursor::Offset(offset) => {
-                sqlx::query_as("SELECT id, name FROM users ORDER BY sort_key OFFSET $1 LIMIT $2")
-                    .bind(sql_count(offset))
-                    .bind(sql_count(n))
-                    .fetch_all(&mut *conn)
-                    .await
-                    .settle(&mut conn)
-            }
-            Cursor::After(id) => sqlx::query_as(
-                "SELECT id, name FROM users WHERE sort_key > natural_sort_key($1) \
-                     ORDER BY sort_key LIMIT $2",
-            )
-            .bind(id)
-            .bind(sql_count(n))
-            .fetch_all(&mut *conn)
-            .await
-            .settle(&mut conn),
-        }
-        .map_err(plain)?;
+        let sql = PageSql {
+            by_offset: "SELECT id, name FROM users ORDER BY sort_key OFFSET $1 LIMIT $2",
+            after: "SELECT id, name FROM users WHERE sort_key > natural_sort_key($1) \
+                    ORDER BY sort_key LIMIT $2",
+        };
+        let rows: Vec<(String, String)> = self.page("list_users", sql, from, n).await?;
         Ok(rows
             .into_iter()
             .map(|(id, name)| User { id, name })
@@ -157,20 +141,10 @@ impl AuctionStore for PostgresStore {
     }
 
     async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
-        let _timer = self.timer("delete_user");
-        let mut conn = self.conn().await?;
         // Bids and `user_items` rows go by ON DELETE CASCADE, in the same statement.
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
+        let sql = "DELETE FROM users WHERE id = $1";
+        self.delete_by_id("delete_user", sql, id, || not_found("user", id))
             .await
-            .settle(&mut conn)
-            .map_err(plain)?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(not_found("user", id));
-        }
-        Ok(())
     }
 
     async fn user_items(
@@ -211,36 +185,20 @@ impl AuctionStore for PostgresStore {
     }
 
     async fn list_items(&self, from: Cursor<String>, n: usize) -> Result<Vec<Item>, StoreError> {
-        let _timer = self.timer("list_items");
-        let mut conn = self.conn().await?;
-        let rows: Vec<ItemRow> = match from {
-            Cursor::Offset(offset) => sqlx::query_as(
-                "SELECT i.id, i.name, \
-                     (SELECT b.id FROM bids b WHERE b.item_id = i.id \
-                      ORDER BY b.value DESC, b.seq LIMIT 1), \
-                     (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
-                     FROM items i ORDER BY i.sort_key OFFSET $1 LIMIT $2",
-            )
-            .bind(sql_count(offset))
-            .bind(sql_count(n))
-            .fetch_all(&mut *conn)
-            .await
-            .settle(&mut conn),
-            Cursor::After(id) => sqlx::query_as(
-                "SELECT i.id, i.name, \
-                     (SELECT b.id FROM bids b WHERE b.item_id = i.id \
-                      ORDER BY b.value DESC, b.seq LIMIT 1), \
-                     (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
-                     FROM items i WHERE i.sort_key > natural_sort_key($1) \
-                     ORDER BY i.sort_key LIMIT $2",
-            )
-            .bind(id)
-            .bind(sql_count(n))
-            .fetch_all(&mut *conn)
-            .await
-            .settle(&mut conn),
-        }
-        .map_err(plain)?;
+        let sql = PageSql {
+            by_offset: "SELECT i.id, i.name, \
+                        (SELECT b.id FROM bids b WHERE b.item_id = i.id \
+                         ORDER BY b.value DESC, b.seq LIMIT 1), \
+                        (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
+                        FROM items i ORDER BY i.sort_key OFFSET $1 LIMIT $2",
+            after: "SELECT i.id, i.name, \
+                    (SELECT b.id FROM bids b WHERE b.item_id = i.id \
+                     ORDER BY b.value DESC, b.seq LIMIT 1), \
+                    (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
+                    FROM items i WHERE i.sort_key > natural_sort_key($1) \
+                    ORDER BY i.sort_key LIMIT $2",
+        };
+        let rows: Vec<ItemRow> = self.page("list_items", sql, from, n).await?;
         Ok(rows.into_iter().map(item).collect())
     }
 
@@ -313,19 +271,9 @@ impl AuctionStore for PostgresStore {
     }
 
     async fn delete_item(&self, id: &str) -> Result<(), StoreError> {
-        let _timer = self.timer("delete_item");
-        let mut conn = self.conn().await?;
-        let deleted = sqlx::query("DELETE FROM items WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
+        let sql = "DELETE FROM items WHERE id = $1";
+        self.delete_by_id("delete_item", sql, id, || not_found("item", id))
             .await
-            .settle(&mut conn)
-            .map_err(plain)?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(not_found("item", id));
-        }
-        Ok(())
     }
 
     async fn item_bids(
@@ -408,29 +356,13 @@ impl AuctionStore for PostgresStore {
     }
 
     async fn list_bids(&self, from: Cursor<String>, n: usize) -> Result<Vec<Bid>, StoreError> {
-        let _timer = self.timer("list_bids");
-        let mut conn = self.conn().await?;
-        let rows: Vec<BidRow> = match from {
-            Cursor::Offset(offset) => sqlx::query_as(
-                "SELECT id, item_id, user_id, value FROM bids \
-                     ORDER BY sort_key OFFSET $1 LIMIT $2",
-            )
-            .bind(sql_count(offset))
-            .bind(sql_count(n))
-            .fetch_all(&mut *conn)
-            .await
-            .settle(&mut conn),
-            Cursor::After(id) => sqlx::query_as(
-                "SELECT id, item_id, user_id, value FROM bids \
-                     WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
-            )
-            .bind(id)
-            .bind(sql_count(n))
-            .fetch_all(&mut *conn)
-            .await
-            .settle(&mut conn),
-        }
-        .map_err(plain)?;
+        let sql = PageSql {
+            by_offset: "SELECT id, item_id, user_id, value FROM bids \
+                        ORDER BY sort_key OFFSET $1 LIMIT $2",
+            after: "SELECT id, item_id, user_id, value FROM bids \
+                    WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
+        };
+        let rows: Vec<BidRow> = self.page("list_bids", sql, from, n).await?;
         Ok(rows.into_iter().map(bid).collect())
     }
 

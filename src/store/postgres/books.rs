@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::error::{Context, store_error};
 use super::pool::Settle;
-use super::{PostgresStore, sql_count};
+use super::{PageSql, PostgresStore};
 use crate::store::{
     Book, BookChanges, BookFields, BookStore, Cursor, StoreError, Thing, ThingStore,
 };
@@ -33,29 +33,19 @@ fn plain(e: sqlx::Error) -> StoreError {
 #[async_trait]
 impl BookStore for PostgresStore {
     async fn list_books(&self, from: Cursor<u64>, n: usize) -> Result<Vec<Book>, StoreError> {
-        let _timer = self.timer("list_books");
-        let query = match from {
-            Cursor::Offset(offset) => sqlx::query_as::<_, BookRow>(
-                "SELECT id, title, author FROM books ORDER BY id OFFSET $1 LIMIT $2",
-            )
-            .bind(sql_count(offset)),
-            Cursor::After(id) => {
-                let Ok(id) = i64::try_from(id) else {
-                    return Ok(Vec::new());
-                };
-                sqlx::query_as::<_, BookRow>(
-                    "SELECT id, title, author FROM books WHERE id > $1 ORDER BY id LIMIT $2",
-                )
-                .bind(id)
-            }
+        let from = match from {
+            Cursor::Offset(offset) => Cursor::Offset(offset),
+            Cursor::After(id) => match i64::try_from(id) {
+                Ok(id) => Cursor::After(id),
+                // No stored id is above i64::MAX.
+                Err(_) => return Ok(Vec::new()),
+            },
         };
-        let mut conn = self.conn().await?;
-        let rows = query
-            .bind(sql_count(n))
-            .fetch_all(&mut *conn)
-            .await
-            .settle(&mut conn)
-            .map_err(plain)?;
+        let sql = PageSql {
+            by_offset: "SELECT id, title, author FROM books ORDER BY id OFFSET $1 LIMIT $2",
+            after: "SELECT id, title, author FROM books WHERE id > $1 ORDER BY id LIMIT $2",
+        };
+        let rows: Vec<BookRow> = self.page("list_books", sql, from, n).await?;
         Ok(rows.into_iter().map(book).collect())
     }
 
@@ -131,20 +121,10 @@ impl BookStore for PostgresStore {
     }
 
     async fn delete_book(&self, id: u64) -> Result<(), StoreError> {
-        let _timer = self.timer("delete_book");
         let key = i64::try_from(id).map_err(|_| not_found(id))?;
-        let mut conn = self.conn().await?;
-        let deleted = sqlx::query("DELETE FROM books WHERE id = $1")
-            .bind(key)
-            .execute(&mut *conn)
+        let sql = "DELETE FROM books WHERE id = $1";
+        self.delete_by_id("delete_book", sql, key, || not_found(id))
             .await
-            .settle(&mut conn)
-            .map_err(plain)?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(not_found(id));
-        }
-        Ok(())
     }
 }
 
@@ -161,28 +141,13 @@ fn thing((id, name, description): ThingRow) -> Thing {
 #[async_trait]
 impl ThingStore for PostgresStore {
     async fn list_things(&self, from: Cursor<String>, n: usize) -> Result<Vec<Thing>, StoreError> {
-        let _timer = self.timer("list_things");
-        let mut conn = self.conn().await?;
-        let rows = match from {
-            Cursor::Offset(offset) => sqlx::query_as::<_, ThingRow>(
-                "SELECT id, name, description FROM things ORDER BY sort_key OFFSET $1 LIMIT $2",
-            )
-            .bind(sql_count(offset))
-            .bind(sql_count(n))
-            .fetch_all(&mut *conn)
-            .await
-            .settle(&mut conn),
-            Cursor::After(id) => sqlx::query_as::<_, ThingRow>(
-                "SELECT id, name, description FROM things \
-                     WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
-            )
-            .bind(id)
-            .bind(sql_count(n))
-            .fetch_all(&mut *conn)
-            .await
-            .settle(&mut conn),
-        }
-        .map_err(plain)?;
+        let sql = PageSql {
+            by_offset: "SELECT id, name, description FROM things \
+                        ORDER BY sort_key OFFSET $1 LIMIT $2",
+            after: "SELECT id, name, description FROM things \
+                    WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
+        };
+        let rows: Vec<ThingRow> = self.page("list_things", sql, from, n).await?;
         Ok(rows.into_iter().map(thing).collect())
     }
 

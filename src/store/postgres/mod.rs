@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec};
 
-use super::{Backend, Resource, StoreError};
+use sqlx::postgres::{PgRow, Postgres};
+
+use super::{Backend, Cursor, Resource, StoreError};
 use error::{Context, store_error};
 use pool::{Conn, Pool, Settle};
 
@@ -112,6 +114,68 @@ impl PostgresStore {
     /// result goes through [`Settle::settle`], so the connection returns without a ping.
     async fn conn(&self) -> Result<Conn, StoreError> {
         Conn::take(&self.pool, self.acquire_timeout).await
+    }
+}
+
+/// The two statements of a list in key order: `by_offset` binds `$1` offset and `$2` limit;
+/// `after` binds `$1` the last key seen and `$2` the limit.
+struct PageSql {
+    by_offset: &'static str,
+    after: &'static str,
+}
+
+impl PostgresStore {
+    /// One page of a list, `n` rows from `from`, as the operation `op`.
+    async fn page<K, R>(
+        &self,
+        op: &'static str,
+        sql: PageSql,
+        from: Cursor<K>,
+        n: usize,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        K: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
+        R: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let _timer = self.timer(op);
+        let query = match from {
+            Cursor::Offset(offset) => sqlx::query_as(sql.by_offset).bind(sql_count(offset)),
+            Cursor::After(key) => sqlx::query_as(sql.after).bind(key),
+        };
+        let mut conn = self.conn().await?;
+        query
+            .bind(sql_count(n))
+            .fetch_all(&mut *conn)
+            .await
+            .settle(&mut conn)
+            .map_err(|e| store_error(e, Context::PLAIN))
+    }
+
+    /// Runs `sql`, a `DELETE … WHERE id = $1`, for `key` as the operation `op`; `missing` if
+    /// no row went.
+    async fn delete_by_id<K>(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        key: K,
+        missing: impl FnOnce() -> StoreError + Send,
+    ) -> Result<(), StoreError>
+    where
+        K: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
+    {
+        let _timer = self.timer(op);
+        let mut conn = self.conn().await?;
+        let deleted = sqlx::query(sql)
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .settle(&mut conn)
+            .map_err(|e| store_error(e, Context::PLAIN))?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(missing());
+        }
+        Ok(())
     }
 }
 
