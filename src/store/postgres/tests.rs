@@ -38,6 +38,15 @@ async fn fresh_schema(admin: &str) -> DatabaseConfig {
     database_config(&url)
 }
 
+/// A connection to a fresh schema with the migrations applied.
+async fn migrated_schema(admin: &str) -> PgConnection {
+    let config = fresh_schema(admin).await;
+    migrate(&config).await.unwrap();
+    PgConnection::connect(secrecy::ExposeSecret::expose_secret(&config.url))
+        .await
+        .unwrap()
+}
+
 fn database_config(url: &str) -> DatabaseConfig {
     let url = url.to_owned();
     Config::from_lookup(move |name| (name == "DATABASE_URL").then(|| url.clone()))
@@ -83,8 +92,7 @@ crate::store::conformance::conformance_tests!(
 #[tokio::test]
 async fn natural_sort_key_orders_ids_like_natural_id() {
     let Some(admin) = admin_url() else { return };
-    let config = fresh_schema(&admin).await;
-    migrate(&config).await.unwrap();
+    let mut conn = migrated_schema(&admin).await;
     // Random ids from the id alphabet, with digit runs, leading zeros and long numbers.
     let part = prop_oneof![
         "[0-9]{1,3}",
@@ -109,9 +117,6 @@ async fn natural_sort_key_orders_ids_like_natural_id() {
     );
     let ids: Vec<String> = ids.into_iter().collect();
 
-    let mut conn = PgConnection::connect(secrecy::ExposeSecret::expose_secret(&config.url))
-        .await
-        .unwrap();
     let in_sql_order: Vec<String> =
         sqlx::query_scalar("SELECT id FROM UNNEST($1::text[]) AS id ORDER BY natural_sort_key(id)")
             .bind(&ids)
@@ -127,11 +132,7 @@ async fn natural_sort_key_orders_ids_like_natural_id() {
 #[tokio::test]
 async fn bid_sort_key_is_natural_sort_key_of_a_placed_bids_id() {
     let Some(admin) = admin_url() else { return };
-    let config = fresh_schema(&admin).await;
-    migrate(&config).await.unwrap();
-    let mut conn = PgConnection::connect(secrecy::ExposeSecret::expose_secret(&config.url))
-        .await
-        .unwrap();
+    let mut conn = migrated_schema(&admin).await;
     let numbers: Vec<i64> = (1..=2_000)
         .chain([9, 10, 99, 100, 1 << 31, 1 << 53, i64::MAX])
         .collect();
@@ -149,11 +150,7 @@ async fn bid_sort_key_is_natural_sort_key_of_a_placed_bids_id() {
 #[tokio::test]
 async fn bid_sort_key_is_inlined_into_the_statement_that_calls_it() {
     let Some(admin) = admin_url() else { return };
-    let config = fresh_schema(&admin).await;
-    migrate(&config).await.unwrap();
-    let mut conn = PgConnection::connect(secrecy::ExposeSecret::expose_secret(&config.url))
-        .await
-        .unwrap();
+    let mut conn = migrated_schema(&admin).await;
     // Inlined, the plan shows the function's body; called, it shows the call, which parses
     // and plans that body on every bid.
     let plan: Vec<String> = sqlx::query_scalar(
@@ -598,11 +595,7 @@ async fn a_lost_database_is_unavailable_not_an_internal_error() {
 #[tokio::test]
 async fn a_vanished_reference_of_a_bid_names_the_right_field() {
     let Some(admin) = admin_url() else { return };
-    let config = fresh_schema(&admin).await;
-    migrate(&config).await.unwrap();
-    let mut conn = PgConnection::connect(secrecy::ExposeSecret::expose_secret(&config.url))
-        .await
-        .unwrap();
+    let mut conn = migrated_schema(&admin).await;
     sqlx::query("INSERT INTO users (id, name) VALUES ('u', 'u')")
         .execute(&mut conn)
         .await
