@@ -162,6 +162,30 @@ struct PlacedBid {
     answer: Answer,
 }
 
+/// Places `plan`'s bids `(user, item, value)` one after another through `node` (a 503 retried,
+/// as [`Node::post_retrying`] does) until the plan ends or `stop` is set; what each got.
+async fn place_bids(
+    node: Node,
+    plan: Vec<(String, String, f64)>,
+    stop: Arc<AtomicBool>,
+) -> Vec<PlacedBid> {
+    let mut placed = Vec::new();
+    for (user, item, value) in plan {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let answer = node
+            .post_retrying(&format!("{API}/bids"), &bid_body(&item, &user, value))
+            .await;
+        placed.push(PlacedBid {
+            user,
+            value,
+            answer,
+        });
+    }
+    placed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_bids_on_one_item_through_two_replicas_count_once_and_the_winner_is_exact() {
     const TEST: &str = "concurrent_bids_on_one_item";
@@ -191,21 +215,11 @@ async fn concurrent_bids_on_one_item_through_two_replicas_count_once_and_the_win
     let running: Vec<_> = plans
         .into_iter()
         .map(|(node, plan)| {
-            let item = item.clone();
-            tokio::spawn(async move {
-                let mut placed = Vec::new();
-                for (user, value) in plan {
-                    let answer = node
-                        .post_retrying(&format!("{API}/bids"), &bid_body(&item, &user, value))
-                        .await;
-                    placed.push(PlacedBid {
-                        user,
-                        value,
-                        answer,
-                    });
-                }
-                placed
-            })
+            let plan = plan
+                .into_iter()
+                .map(|(user, value)| (user, item.clone(), value))
+                .collect();
+            tokio::spawn(place_bids(node, plan, Arc::new(AtomicBool::new(false))))
         })
         .collect();
     let storm = Instant::now();
@@ -581,23 +595,7 @@ async fn deleting_a_user_while_their_bids_arrive_on_two_replicas_leaves_no_orpha
                     (user.clone(), item.clone(), value)
                 })
                 .collect();
-            tokio::spawn(async move {
-                let mut placed = Vec::new();
-                for (user, item, value) in plan {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let answer = node
-                        .post_retrying(&format!("{API}/bids"), &bid_body(&item, &user, value))
-                        .await;
-                    placed.push(PlacedBid {
-                        user,
-                        value,
-                        answer,
-                    });
-                }
-                placed
-            })
+            tokio::spawn(place_bids(node, plan, stop))
         })
         .collect();
     // Readers through both processes watch the items with their bids in full meanwhile.
