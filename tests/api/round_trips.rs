@@ -85,18 +85,28 @@ async fn relay(client: TcpStream, server: TcpStream, syncs: Arc<AtomicUsize>) {
     down.abort();
 }
 
-/// The test database's host and port, and a URL for `database` that goes through `proxy`
-/// without TLS.
-fn through_proxy(database: &TestDatabase, proxy_port: u16) -> ((String, u16), String) {
+/// The app on `database` through a [`SyncCounter`] (TLS off), with a pool of
+/// `max_connections` if given (else the tests' usual size).
+async fn app_through_counter(
+    database: &TestDatabase,
+    max_connections: Option<u32>,
+) -> (SyncCounter, TestApp) {
     let mut url = url::Url::parse(&database.url).unwrap();
     let upstream = (
         url.host_str().unwrap_or("localhost").to_owned(),
         url.port().unwrap_or(5432),
     );
+    let proxy = SyncCounter::start(upstream).await;
     url.set_host(Some("127.0.0.1")).unwrap();
-    url.set_port(Some(proxy_port)).unwrap();
+    url.set_port(Some(proxy.port)).unwrap();
     url.query_pairs_mut().append_pair("sslmode", "disable");
-    (upstream, url.into())
+    let mut store_config = database_config(url.as_str());
+    if let Some(max) = max_connections {
+        store_config.max_connections = max;
+    }
+    let mut config = test_config();
+    config.database = Some(store_config);
+    (proxy, TestApp::with_config(config).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,12 +114,7 @@ async fn a_point_read_is_one_round_trip_to_the_database() {
     let Some(database) = TestDatabase::create().await else {
         return; // The memory half: no database.
     };
-    let upstream = through_proxy(&database, 0).0;
-    let proxy = SyncCounter::start(upstream).await;
-    let url = through_proxy(&database, proxy.port).1;
-    let mut config = test_config();
-    config.database = Some(database_config(&url));
-    let app = TestApp::with_config(config).await;
+    let (proxy, app) = app_through_counter(&database, None).await;
 
     // The first read prepares the statement on the connection.
     assert_eq!(app.get("/api/v1/books/1").await.status, StatusCode::OK);
@@ -133,15 +138,8 @@ async fn a_request_cancelled_mid_statement_leaves_its_connection_clean_for_the_n
     let Some(database) = TestDatabase::create().await else {
         return; // The memory half: no database.
     };
-    let upstream = through_proxy(&database, 0).0;
-    let proxy = SyncCounter::start(upstream).await;
-    let url = through_proxy(&database, proxy.port).1;
-    let mut config = test_config();
-    let mut store_config = database_config(&url);
     // One connection, so the next request gets the very one the cancelled request left.
-    store_config.max_connections = 1;
-    config.database = Some(store_config);
-    let app = TestApp::with_config(config).await;
+    let (_proxy, app) = app_through_counter(&database, Some(1)).await;
     assert_eq!(app.get("/api/v1/books/1").await.status, StatusCode::OK);
 
     // A second session holds the books table, so the PUT's UPDATE waits inside PostgreSQL
