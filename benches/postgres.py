@@ -41,13 +41,14 @@ import pathlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
+
+from monolith_server import Server, ServerFailure
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PREFIX = "/api/v1"
@@ -148,17 +149,6 @@ end
 
 class Failure(Exception):
     """A step of the benchmark that could not be done, or a check that failed."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy() -> tuple[float, float]:
@@ -394,7 +384,6 @@ def main() -> int:
     databases = [f"{scratch}_pgbench", f"{scratch}_server"]
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="monolith-pgbench-"))
     server = None
-    log_path = workdir / "server.log"
     created: list[str] = []
     try:
         load = os.getloadavg()
@@ -434,33 +423,13 @@ def main() -> int:
         # 2. monolith on the second scratch database, seeded from a generated folder.
         seed = workdir / "data"
         write_seed(seed, args)
-        port = free_port()
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "DATA_DIR": str(seed),
-            "DATABASE_URL": pg.url_for(databases[1]),
-            "LOG_FORMAT": "json",
-            "RUST_LOG": "warn",
-        }
+        started = time.monotonic()
+        env = {"DATA_DIR": str(seed), "DATABASE_URL": pg.url_for(databases[1])}
         if args.pool:
             env["DATABASE_MAX_CONNECTIONS"] = str(args.pool)
-        started = time.monotonic()
-        with open(log_path, "wb") as log:
-            server = subprocess.Popen([str(binary)], env=env, cwd=workdir, stdout=log,
-                                      stderr=subprocess.STDOUT)
-        while True:
-            if server.poll() is not None:
-                raise Failure(f"the server exited with {server.returncode} at start-up")
-            try:
-                if get(port, "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() - started > 120:
-                raise Failure("the server was not ready within 120 s")
-            time.sleep(0.2)
+        server = Server(binary, workdir, env)
+        server.wait_ready(120)
+        port = server.port
         print(f"postgres bench: monolith ready in {time.monotonic() - started:.1f} s "
               f"(migrated and seeded: {total(port, 'books')} books, {total(port, 'users')} users, "
               f"{total(port, 'items')} items)")
@@ -471,9 +440,9 @@ def main() -> int:
         run_wrk(base, GET_LUA, [str(args.books), "1"], 3, args, workdir)  # warm-up
         sampler = WaitSampler(pg, databases[1])
         sampler.start()
-        cpu0, machine0 = cpu_seconds(server.pid), machine_busy()
+        cpu0, machine0 = server.cpu_seconds(), machine_busy()
         out = run_wrk(base, GET_LUA, [str(args.books), "2"], args.seconds, args, workdir)
-        cpu1, machine1 = cpu_seconds(server.pid), machine_busy()
+        cpu1, machine1 = server.cpu_seconds(), machine_busy()
         get_sessions = sampler.summary()
         get_rate = wrk_rate(out)
         get_cpu = (cpu1 - cpu0) / args.seconds
@@ -486,10 +455,10 @@ def main() -> int:
         bids_before = total(port, "bids")
         sampler = WaitSampler(pg, databases[1])
         sampler.start()
-        cpu0, machine0 = cpu_seconds(server.pid), machine_busy()
+        cpu0, machine0 = server.cpu_seconds(), machine_busy()
         out = run_wrk(base, BIDS_LUA, [str(args.users), str(args.items), str(args.seconds), "3"],
                       args.seconds + 2, args, workdir)
-        cpu1, machine1 = cpu_seconds(server.pid), machine_busy()
+        cpu1, machine1 = server.cpu_seconds(), machine_busy()
         bids_sessions = sampler.summary()
         statuses = {int(s): int(n) for s, n in re.findall(r"BENCH status (\d+) (\d+)", out)}
         span = float(re.search(r"BENCH span ([0-9.]+)", out).group(1))
@@ -517,8 +486,7 @@ def main() -> int:
             problems.append(f"{listed} bids listed per item, {bids_after} in X-Total-Count")
         problems += winner_problems
 
-        errors_logged = [line for line in log_path.read_text(errors="replace").splitlines()
-                         if '"level":"ERROR"' in line]
+        errors_logged = server.errors_logged()
         if errors_logged:
             problems.append(f"the server logged {len(errors_logged)} error(s): {errors_logged[0]}")
 
@@ -546,20 +514,14 @@ def main() -> int:
             print("postgres bench: FAILED: a speed target was missed")
             return 1
         return 0
-    except (Failure, OSError, subprocess.TimeoutExpired) as e:
+    except (Failure, ServerFailure, OSError, subprocess.TimeoutExpired) as e:
         print(f"postgres bench: FAILED: {e}")
-        if log_path.exists():
-            tail = log_path.read_text(errors="replace").splitlines()[-20:]
-            print("\n".join(["server log (last lines):", *tail]))
+        if server is not None:
+            server.print_log_tail()
         return 1
     finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        if server is not None:
+            server.stop(timeout=15)
         for database in created:
             try:
                 pg.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

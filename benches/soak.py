@@ -28,12 +28,12 @@ import queue
 import random
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from monolith_server import Server, ServerFailure
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PREFIX = "/api/v1"
@@ -48,23 +48,11 @@ class Failure(Exception):
     """A request that did not get the answer the mix expects."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_kib(pid: int) -> int:
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise Failure("no VmRSS in /proc/PID/status")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used."""
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Client:
@@ -321,48 +309,24 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stopped)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="monolith-soak-"))
     server = None
-    log_path = workdir / "server.log"
     try:
         data = workdir / "data"
         shutil.copytree(args.data, data)
-        port = free_port()
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "DATA_DIR": str(data),
-            "LOG_FORMAT": "json",
-            "RUST_LOG": "warn",
-        }
-        with open(log_path, "wb") as log:
-            server = subprocess.Popen([str(binary)], env=env, cwd=workdir, stdout=log,
-                                      stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while True:
-            if server.poll() is not None:
-                raise Failure(f"the server exited with {server.returncode} at start-up")
-            probe = Client(port)
-            try:
-                probe.request("GET", "/readyz")
-                break
-            except Failure:
-                if time.monotonic() > deadline:
-                    raise Failure("the server was not ready within 15 s") from None
-                time.sleep(0.1)
-            finally:
-                probe.close()
+        server = Server(binary, workdir, {"DATA_DIR": str(data)})
+        server.wait_ready(15)
+        port = server.port
 
         start_records = records(port)
         if args.rate:
             rate = args.rate
             print(f"soak: rate {rate:.0f} req/s (given)")
         else:
-            cpu_before = cpu_seconds(server.pid)
+            cpu_before = server.cpu_seconds()
             count, _, elapsed, errors = run_phase(port, args.processes, args.workers,
                                                   args.calibrate, None, 1)
             if errors:
                 raise Failure(errors[0])
-            cpu = (cpu_seconds(server.pid) - cpu_before) / elapsed
+            cpu = (server.cpu_seconds() - cpu_before) / elapsed
             peak = count / elapsed
             rate = peak * args.load
             print(f"soak: peak {peak:.0f} req/s over {elapsed:.1f} s from {args.processes} × "
@@ -373,17 +337,17 @@ def main() -> int:
         warm_at = args.duration * args.warmup
 
         def tick(elapsed: float):
-            if server.poll() is not None:
-                raise Failure(f"the server exited with {server.returncode}")
+            if server.process.poll() is not None:
+                raise Failure(f"the server exited with {server.process.returncode}")
             now = rss_kib(server.pid)
             rss["max"] = max(rss["max"], now)
             if rss["warm"] is None and elapsed >= warm_at:
                 rss["warm"] = now
 
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before = server.cpu_seconds()
         total, latencies, elapsed, errors = run_phase(port, args.processes, args.workers,
                                                       args.duration, rate, 1000, tick)
-        cpu = (cpu_seconds(server.pid) - cpu_before) / elapsed
+        cpu = (server.cpu_seconds() - cpu_before) / elapsed
         if errors:
             raise Failure(f"{errors[0]} ({len(errors)} error(s))")
         rss_end = rss_kib(server.pid)
@@ -406,27 +370,20 @@ def main() -> int:
             failed.append(f"VmRSS grew {growth:.1%} after the warm-up (limit {args.max_growth:.0%})")
         if start_records != end_records:
             failed.append("the record counts at the end differ from the start")
-        errors_logged = [line for line in log_path.read_text(errors="replace").splitlines()
-                         if '"level":"ERROR"' in line]
+        errors_logged = server.errors_logged()
         if errors_logged:
             failed.append(f"the server logged {len(errors_logged)} error(s): {errors_logged[0]}")
         for reason in failed:
             print(f"soak: FAILED: {reason}")
         return 1 if failed else 0
-    except (Failure, OSError) as e:
+    except (Failure, ServerFailure, OSError) as e:
         print(f"soak: FAILED: {e}")
-        if log_path.exists():
-            tail = log_path.read_text(errors="replace").splitlines()[-20:]
-            print("\n".join(["server log (last lines):", *tail]))
+        if server is not None:
+            server.print_log_tail()
         return 1
     finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        if server is not None:
+            server.stop(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
