@@ -39,8 +39,6 @@ impl<'a> Context<'a> {
 pub(super) fn store_error(err: sqlx::Error, context: Context<'_>) -> StoreError {
     let unavailable = |reason: &str| StoreError::Unavailable(reason.to_owned());
     match err {
-        sqlx::Error::PoolTimedOut => unavailable("no database connection became free in time"),
-        sqlx::Error::PoolClosed => unavailable("the store is shutting down"),
         sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
             unavailable("the connection to the database failed")
         }

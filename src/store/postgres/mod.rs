@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec};
-
 use sqlx::postgres::{PgRow, Postgres};
 
 use super::{Backend, Cursor, Resource, StoreError};
@@ -115,16 +114,7 @@ impl PostgresStore {
     async fn conn(&self) -> Result<Conn, StoreError> {
         Conn::take(&self.pool, self.acquire_timeout).await
     }
-}
 
-/// The two statements of a list in key order: `by_offset` binds `$1` offset and `$2` limit;
-/// `after` binds `$1` the last key seen and `$2` the limit.
-struct PageSql {
-    by_offset: &'static str,
-    after: &'static str,
-}
-
-impl PostgresStore {
     /// One page of a list, `n` rows from `from`, as the operation `op`.
     async fn page<K, R>(
         &self,
@@ -177,6 +167,13 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+/// The two statements of a list in key order: `by_offset` binds `$1` offset and `$2` limit;
+/// `after` binds `$1` the last key seen and `$2` the limit.
+struct PageSql {
+    by_offset: &'static str,
+    after: &'static str,
 }
 
 /// Records the time since its creation into the operation's histogram series when dropped.

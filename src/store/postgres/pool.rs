@@ -18,7 +18,8 @@ use sqlx::{Connection, PgConnection};
 use super::error::{Context, store_error};
 use crate::store::StoreError;
 
-/// A pooled connection idle this long is pinged before it is handed out. Shorter than any
+/// A pooled connection last handed out this long ago (deadpool's `last_used`: its idle time
+/// plus its last operation's) is pinged before it is handed out again. Shorter than any
 /// database restart, so no connection idle across one is handed out unchecked; long enough that
 /// under load (a connection idle for microseconds between requests) nothing is pinged.
 const IDLE_BEFORE_PING: Duration = Duration::from_millis(100);
