@@ -174,3 +174,57 @@ async fn a_request_cancelled_mid_statement_leaves_its_connection_clean_for_the_n
     let after = app.get("/api/v1/books/1").await;
     assert_eq!(after.status, StatusCode::OK, "{}", after.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_requests_dropped_at_random_points_leave_every_connection_usable() {
+    let Some(database) = TestDatabase::create().await else {
+        return; // The memory half: no database.
+    };
+    // Two connections shared by all, so each is handed from dropped request to dropped request.
+    let (_proxy, app) = app_through_counter(&database, Some(2)).await;
+    let app = Arc::new(app);
+    let tasks: Vec<_> = (0..300u64)
+        .map(|n| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                // Deadlines from nothing to a few milliseconds cut requests before, during and
+                // after their statement; a third are writes.
+                let deadline = Duration::from_micros((n * 397) % 4000);
+                let book = 1 + n % 12;
+                let request = async {
+                    if n % 3 == 0 {
+                        app.patch_json(
+                            &format!("/api/v1/books/{book}"),
+                            serde_json::json!({"title": format!("Title {book}")}),
+                        )
+                        .await
+                    } else {
+                        app.get(&format!("/api/v1/books/{book}")).await
+                    }
+                };
+                if let Ok(answer) = tokio::time::timeout(deadline, request).await {
+                    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Every later request gets its own answer, whatever the connections were left holding.
+    for book in 1..=12u64 {
+        let answer = app.get(&format!("/api/v1/books/{book}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.body["id"], book, "{}", answer.text);
+    }
+    let created = app
+        .post_json(
+            "/api/v1/books",
+            serde_json::json!({"title": "After the storm"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.body["id"].as_u64().unwrap();
+    let read = app.get(&format!("/api/v1/books/{id}")).await;
+    assert_eq!(read.body["title"], "After the storm", "{}", read.text);
+}
