@@ -1,6 +1,7 @@
 """A monolith binary started for a benchmark: on a free loopback port, logging JSON at `warn` to a
-file, waited for until `/readyz` answers, and stopped however the benchmark ends. Shared by
-soak.py and postgres.py. Python 3.11 standard library only.
+file (or, for request_path.py, at its default settings to /dev/null), waited for until `/readyz` answers,
+and stopped however the benchmark ends. Shared by soak.py, postgres.py and request_path.py. Python 3.11
+standard library only.
 """
 from __future__ import annotations
 
@@ -23,19 +24,28 @@ def free_port() -> int:
 
 
 class Server:
-    """`binary` running in `workdir` with `env` added to a minimal environment."""
+    """`binary` running in `workdir` with `env` added to a minimal environment.
 
-    def __init__(self, binary: pathlib.Path, workdir: pathlib.Path, env: dict[str, str]):
+    With `default_logging`, the server logs as it does by default (text at `info`, an access
+    line per request) to /dev/null, and the log helpers below see nothing.
+    """
+
+    def __init__(self, binary: pathlib.Path, workdir: pathlib.Path, env: dict[str, str],
+                 default_logging: bool = False):
         self.port = free_port()
         self.log_path = workdir / "server.log"
         full_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
-            "LOG_FORMAT": "json",
-            "RUST_LOG": "warn",
+            **({} if default_logging else {"LOG_FORMAT": "json", "RUST_LOG": "warn"}),
             **env,
         }
+        self.started = time.monotonic()
+        if default_logging:
+            self.process = subprocess.Popen([str(binary)], env=full_env, cwd=workdir,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([str(binary)], env=full_env, cwd=workdir,
                                             stdout=log, stderr=subprocess.STDOUT)
@@ -44,8 +54,9 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
-    def wait_ready(self, seconds: float) -> None:
-        """Returns once `/readyz` answers 200; raises if the process exits or `seconds` pass."""
+    def wait_ready(self, seconds: float, poll: float = 0.1) -> float:
+        """Returns the seconds from start to the first 200 from `/readyz`, polled every `poll`
+        seconds; raises if the process exits or `seconds` pass."""
         deadline = time.monotonic() + seconds
         while True:
             if self.process.poll() is not None:
@@ -56,19 +67,26 @@ class Server:
                 try:
                     conn.request("GET", "/readyz")
                     if conn.getresponse().status == 200:
-                        return
+                        return time.monotonic() - self.started
                 finally:
                     conn.close()
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise ServerFailure(f"the server was not ready within {seconds:.0f} s")
-            time.sleep(0.1)
+            time.sleep(poll)
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the process has used."""
         fields = pathlib.Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self) -> int:
+        """Resident memory (VmRSS) in KiB."""
+        for line in pathlib.Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise ServerFailure("no VmRSS in /proc/PID/status")
 
     def errors_logged(self) -> list[str]:
         """The log lines at ERROR level."""

@@ -48,13 +48,6 @@ class Failure(Exception):
     """A request that did not get the answer the mix expects."""
 
 
-def rss_kib(pid: int) -> int:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise Failure("no VmRSS in /proc/PID/status")
-
-
 class Client:
     """One keep-alive connection; counts its requests and, if `record`, keeps their latencies."""
 
@@ -333,13 +326,13 @@ def main() -> int:
                   f"{args.workers} connections (server CPU {cpu:.0%} of one core); "
                   f"running at {rate:.0f} req/s ({args.load:.0%})")
 
-        rss = {"start": rss_kib(server.pid), "warm": None, "max": 0}
+        rss = {"start": server.rss_kib(), "warm": None, "max": 0}
         warm_at = args.duration * args.warmup
 
         def tick(elapsed: float):
             if server.process.poll() is not None:
                 raise Failure(f"the server exited with {server.process.returncode}")
-            now = rss_kib(server.pid)
+            now = server.rss_kib()
             rss["max"] = max(rss["max"], now)
             if rss["warm"] is None and elapsed >= warm_at:
                 rss["warm"] = now
@@ -350,7 +343,7 @@ def main() -> int:
         cpu = (server.cpu_seconds() - cpu_before) / elapsed
         if errors:
             raise Failure(f"{errors[0]} ({len(errors)} error(s))")
-        rss_end = rss_kib(server.pid)
+        rss_end = server.rss_kib()
         rss["warm"] = rss["warm"] or rss["start"]
         end_records = records(port)
 
