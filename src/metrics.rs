@@ -152,6 +152,23 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// One request counted in the in-flight gauge until dropped: also when the request's future is
+/// dropped unfinished (the client went away, the connection was cut), not only when it answers.
+struct InFlight<'a>(&'a IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Middleware: counts and times every request by method, route template and status.
 pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let method = method_label(request.method());
@@ -160,10 +177,10 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
         .get::<MatchedPath>()
         .map_or(UNMATCHED, MatchedPath::as_str)
         .to_owned();
-    metrics.in_flight.inc();
+    let in_flight = InFlight::enter(&metrics.in_flight);
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.in_flight.dec();
+    drop(in_flight);
     metrics
         .duration
         .with_label_values(&[method, &route])

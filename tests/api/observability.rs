@@ -584,3 +584,59 @@ async fn a_5xx_is_logged_once_at_error_with_its_cause_and_request_id() {
         "one access line per request"
     );
 }
+
+#[tokio::test]
+async fn a_request_whose_client_disconnects_leaves_the_in_flight_gauge() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    let metrics = monolith::Metrics::new();
+    // A handler that never answers: the request ends only when the client goes.
+    let router = axum::Router::new().route(
+        "/hang",
+        axum::routing::get(std::future::pending::<&'static str>),
+    );
+    let router = monolith::with_middleware(router, &test_config(), &metrics);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let in_flight = |metrics: &monolith::Metrics| {
+        Samples::parse(&metrics.render().unwrap()).get("http_requests_in_flight")
+    };
+    let settles_at = |want: f64| {
+        let metrics = metrics.clone();
+        async move {
+            for _ in 0..200 {
+                if in_flight(&metrics) == want {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /hang HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
+        clients.push(client);
+    }
+    assert!(settles_at(3.0).await, "three requests in flight");
+    drop(clients.pop());
+    assert!(
+        settles_at(2.0).await,
+        "one client gone: {}",
+        in_flight(&metrics)
+    );
+    drop(clients);
+    assert!(
+        settles_at(0.0).await,
+        "every client gone: {}",
+        in_flight(&metrics)
+    );
+    server.abort();
+}
