@@ -56,7 +56,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::CheckData => {
             // The seed files alone are checked, with the rules every backend applies: no
             // database is needed or touched.
-            let config = start()?;
+            let (config, _logs) = start()?;
             let store =
                 Store::load(&config.data_dir, config.max_records).map_err(|e| e.to_string())?;
             let counts = runtime()?
@@ -74,7 +74,7 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Migrate => {
-            let config = start()?;
+            let (config, _logs) = start()?;
             let database = config
                 .database
                 .as_ref()
@@ -88,7 +88,7 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Serve => {
-            let config = start()?;
+            let (config, _logs) = start()?;
             runtime()?.block_on(serve(config))
         }
     }
@@ -106,11 +106,12 @@ fn load_config() -> Result<Config, String> {
     Config::from_env().map_err(|e| e.to_string())
 }
 
-/// The configuration and logging: what every command that reads data shares.
-fn start() -> Result<Config, String> {
+/// The configuration and logging: what every command that reads data shares. Hold the guard
+/// until the command ends: dropping it writes out the last log lines.
+fn start() -> Result<(Config, telemetry::LogWriterGuard), String> {
     let config = load_config()?;
-    telemetry::init(&config.log_filter, config.log_format)?;
-    Ok(config)
+    let logs = telemetry::init(&config.log_filter, config.log_format)?;
+    Ok((config, logs))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -18,13 +18,34 @@ use crate::config::{Config, CorsOrigins, LogFormat, TlsMode};
 /// The request-id header, set on every request and response.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// Lines the log writer may queue before a request thread waits for it.
+const QUEUED_LINES: usize = 64 * 1024;
+
 /// Installs the global subscriber, writing to stdout; `Err` if one is installed already.
-pub fn init(filter: &str, format: LogFormat) -> Result<(), String> {
+///
+/// Lines are written by a thread of their own, so that a request never waits on the stdout
+/// lock or a `write` to it: the request thread formats its line and queues it, and the writer
+/// sends whatever has queued up in one `write`. Nothing is dropped: when the queue is full a
+/// request waits for room. Keep the returned guard until exit: dropping it writes what is left.
+pub fn init(filter: &str, format: LogFormat) -> Result<LogWriterGuard, String> {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     // `try_init` also routes the `log` records of dependencies (rustls) into tracing.
-    dispatch(filter, format, std::io::stdout)?
+    dispatch(filter, format, writer)?
         .try_init()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(LogWriterGuard(guard))
 }
+
+/// Keeps the log writer thread running; dropping it writes out the queued lines.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogWriterGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
 
 /// The subscriber `init` installs, writing to `writer`: tests capture logs with it.
 pub fn dispatch<W>(filter: &str, format: LogFormat, writer: W) -> Result<Dispatch, String>

@@ -26,7 +26,11 @@ pub fn init_logs() {
     ONCE.get_or_init(|| {
         monolith::tls::install_crypto_provider();
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = monolith::telemetry::init("debug", monolith::config::LogFormat::Text);
+            // The guard is kept for the life of the test process, so no line is lost.
+            if let Ok(guard) = monolith::telemetry::init("debug", monolith::config::LogFormat::Text)
+            {
+                std::mem::forget(guard);
+            }
         }
     });
 }
