@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{self, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -199,7 +198,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        // The body is written by `problem_details`, which knows the request path for `instance`.
+        // The body is written by `ProblemContext::render`, which knows the request path for `instance`.
         let mut response = status.into_response();
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, seconds);
@@ -212,55 +211,76 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware: renders every error response as problem+json and logs it.
+/// Middleware (with [`crate::middleware::Around`]): renders every error response as
+/// problem+json and logs it.
 ///
 /// A response built from [`ApiError`] carries its [`Problem`] in the extensions; any other
 /// 4xx/5xx (axum's 404 and 405, tower-http's 408 and 413, a caught panic) gets a problem built
 /// from its status. Headers such as `Allow` and `Retry-After` are kept.
-pub async fn problem_details(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let request_id = request
-        .headers()
-        .get(crate::telemetry::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let response = next.run(request).await;
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let (mut parts, _body) = response.into_parts();
-    let mut problem = parts
-        .extensions
-        .remove::<Problem>()
-        .unwrap_or_else(|| Problem::new(status, Some(default_detail(status, &method))));
-    problem.instance = Some(path);
-    problem.request_id = request_id;
+pub struct ProblemContext {
+    method: Method,
+    // The whole URI, not its path: cloning it shares its bytes, and the path is copied out only
+    // for an error.
+    uri: Uri,
+    request_id: Option<HeaderValue>,
+}
 
-    if status == StatusCode::INSUFFICIENT_STORAGE {
-        // A full store is the operator's to know about, not a fault of the server; and any
-        // client can ask for it, so it must not flood the error log.
-        tracing::warn!(status = status.as_u16(), detail = ?problem.detail, "store full");
-    } else if status.is_server_error() {
-        match parts.extensions.get::<InternalCause>() {
-            Some(InternalCause(cause)) => {
-                tracing::error!(status = status.as_u16(), error = ?cause, "request failed");
-            }
-            None => {
-                tracing::error!(status = status.as_u16(), detail = ?problem.detail, "request failed")
-            }
+impl ProblemContext {
+    /// What a problem needs to know of the request: its method, path and request id.
+    pub fn of(request: &Request) -> Self {
+        Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            request_id: request.headers().get(crate::telemetry::REQUEST_ID).cloned(),
         }
-    } else {
-        tracing::debug!(status = status.as_u16(), detail = ?problem.detail, "request refused");
     }
 
-    let body = serde_json::to_vec(&problem).expect("a problem always serializes");
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    Response::from_parts(parts, Body::from(body))
+    /// `response` as it was if it is no error, else rendered as a problem.
+    pub fn render<B>(self, response: http::Response<B>) -> Response
+    where
+        B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let status = response.status();
+        if !(status.is_client_error() || status.is_server_error()) {
+            return response.map(Body::new);
+        }
+        let (mut parts, _body) = response.into_parts();
+        let mut problem = parts
+            .extensions
+            .remove::<Problem>()
+            .unwrap_or_else(|| Problem::new(status, Some(default_detail(status, &self.method))));
+        problem.instance = Some(self.uri.path().to_owned());
+        problem.request_id = self
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+
+        if status == StatusCode::INSUFFICIENT_STORAGE {
+            // A full store is the operator's to know about, not a fault of the server; and any
+            // client can ask for it, so it must not flood the error log.
+            tracing::warn!(status = status.as_u16(), detail = ?problem.detail, "store full");
+        } else if status.is_server_error() {
+            match parts.extensions.get::<InternalCause>() {
+                Some(InternalCause(cause)) => {
+                    tracing::error!(status = status.as_u16(), error = ?cause, "request failed");
+                }
+                None => {
+                    tracing::error!(status = status.as_u16(), detail = ?problem.detail, "request failed")
+                }
+            }
+        } else {
+            tracing::debug!(status = status.as_u16(), detail = ?problem.detail, "request refused");
+        }
+
+        let body = serde_json::to_vec(&problem).expect("a problem always serializes");
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        Response::from_parts(parts, Body::from(body))
+    }
 }
 
 /// Details for errors that did not come from [`ApiError`].
@@ -282,7 +302,7 @@ fn default_detail(status: StatusCode, method: &Method) -> String {
     }
 }
 
-/// The response for a handler that panicked: a bare 500 that [`problem_details`] renders as
+/// The response for a handler that panicked: a bare 500 that [`ProblemContext::render`] renders as
 /// "internal error" and logs with the panic message, which never reaches the client.
 pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let message = payload

@@ -4,8 +4,8 @@
 //! Layout: `config` reads the environment; `store` holds the data behind async traits; `routes`
 //! has one module per API; `error` and `extract` make every failure an RFC 9457 problem;
 //! `json` reads records only from JSON objects; `openapi` finishes the generated document;
-//! `telemetry` sets up logs and `metrics` the Prometheus registry; `edge` holds the security
-//! headers, CORS and rate limiting, `conn` the connection limits below HTTP, `tls` the HTTPS
+//! `telemetry` sets up logs and `metrics` the Prometheus registry; `middleware` stacks the
+//! layers every request passes through; `edge` holds the security headers, CORS and rate limiting, `conn` the connection limits below HTTP, `tls` the HTTPS
 //! set-up; `healthcheck` is the container probe. [`app`] builds the router and [`serve`] runs
 //! it; `main.rs` only wires them to the process.
 
@@ -17,6 +17,7 @@ pub mod extract;
 pub mod healthcheck;
 pub mod json;
 pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod store;
@@ -30,24 +31,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
 use axum_server::Handle;
 use axum_server::accept::DefaultAcceptor;
 use axum_server::tls_rustls::RustlsAcceptor;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as HttpBuilder;
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 
 pub use config::Config;
 use config::TlsMode;
 pub use metrics::Metrics;
+pub use middleware::with_middleware;
 pub use store::Store;
 
 /// What every handler can reach; cheap to clone.
@@ -87,45 +81,6 @@ pub fn app(state: AppState) -> Router {
     }
     let router = api.merge(routes::ops::router());
     with_middleware(router, &state.config, &state.metrics).with_state(state)
-}
-
-/// Wraps `router` in the middleware every request passes through, outermost first: request id
-/// (a client's insane one replaced), access log (with `X-Server-Key` marked sensitive), metrics,
-/// CORS, security headers, problem details, panic catcher, body limit, timeout.
-///
-/// Public so that tests can put a router of their own (one with a panicking route, say) behind
-/// exactly the production stack.
-pub fn with_middleware<S: Clone + Send + Sync + 'static>(
-    router: Router<S>,
-    config: &Config,
-    metrics: &Metrics,
-) -> Router<S> {
-    router.layer(
-        ServiceBuilder::new()
-            .layer(axum::middleware::from_fn(telemetry::drop_insane_request_id))
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                HeaderName::from_static(routes::echo::KEY_HEADER),
-            ]))
-            .layer(telemetry::trace_layer())
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(axum::middleware::from_fn_with_state(
-                metrics.clone(),
-                metrics::track,
-            ))
-            .option_layer(edge::cors(&config.cors))
-            .layer(edge::security_headers())
-            .layer(axum::middleware::from_fn(error::problem_details))
-            .layer(CatchPanicLayer::custom(error::panic_response))
-            .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
-            // tower-http's limit above is the one in force; axum's own 2 MB default would
-            // otherwise cap a larger `MAX_BODY_BYTES`.
-            .layer(DefaultBodyLimit::disable())
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                config.request_timeout,
-            )),
-    )
 }
 
 /// Most streams one HTTP/2 connection may have open at once; more are refused (RST_STREAM

@@ -4,11 +4,11 @@
 //! on its own. Labels are bounded by construction: `route` is the matched route template or
 //! `unmatched`, `method` one of the standard methods or `OTHER`, `status` a status code.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -26,9 +26,11 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// The route label of requests that matched no route: one series, whatever the paths.
 pub const UNMATCHED: &str = "unmatched";
 
-/// Every metric monolith exports, in one registry.
+/// Every metric monolith exports, in one registry. Cheap to clone: one shared set.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Registered>);
+
+struct Registered {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
@@ -102,7 +104,7 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("names are unique");
-        Self {
+        Self(Arc::new(Registered {
             registry,
             requests,
             duration,
@@ -110,30 +112,30 @@ impl Metrics {
             echo_auth_failures,
             records,
             tls_not_after,
-        }
+        }))
     }
 
     /// Adds a backend's own metrics (the database pool's, say) to this registry.
     pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
-        if let Err(e) = self.registry.register(collector) {
+        if let Err(e) = self.0.registry.register(collector) {
             tracing::warn!(error = %e, "store metrics not registered");
         }
     }
 
     /// Counts an echo request refused for a `missing` or `wrong` key.
     pub fn echo_auth_failed(&self, reason: &'static str) {
-        self.echo_auth_failures.with_label_values(&[reason]).inc();
+        self.0.echo_auth_failures.with_label_values(&[reason]).inc();
     }
 
     /// Records the expiry of the certificate now being served.
     pub fn set_tls_not_after(&self, unix_seconds: i64) {
-        self.tls_not_after.set(unix_seconds as f64);
+        self.0.tls_not_after.set(unix_seconds as f64);
     }
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        TextEncoder::new().encode(&self.0.registry.gather(), &mut buffer)?;
         Ok(String::from_utf8_lossy(&buffer).into_owned())
     }
 }
@@ -152,44 +154,52 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// One request counted in the in-flight gauge until dropped: also when the request's future is
-/// dropped unfinished (the client went away, the connection was cut), not only when it answers.
-struct InFlight<'a>(&'a IntGauge);
-
-impl<'a> InFlight<'a> {
-    fn enter(gauge: &'a IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
+/// Middleware (with [`crate::middleware::Around`]): counts and times every request by method,
+/// route template and status, and counts it in flight meanwhile.
+impl Metrics {
+    /// Starts timing `request`, counting it in flight until the [`Timing`] is finished or
+    /// dropped.
+    pub fn start(&self, request: &Request) -> Timing {
+        self.0.in_flight.inc();
+        Timing {
+            metrics: self.clone(),
+            method: method_label(request.method()),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            started: Instant::now(),
+        }
     }
 }
 
-impl Drop for InFlight<'_> {
+/// One request being answered. Dropped unfinished (the client went away, the connection was
+/// cut), it still leaves the in-flight gauge.
+pub struct Timing {
+    metrics: Metrics,
+    method: &'static str,
+    route: Option<MatchedPath>,
+    started: Instant,
+}
+
+impl Timing {
+    /// Records the request's latency and status; passes `response` on.
+    pub fn finish<B>(self, response: Response<B>) -> Response<B> {
+        let route = self.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+        let metrics = &self.metrics.0;
+        metrics
+            .duration
+            .with_label_values(&[self.method, route])
+            .observe(self.started.elapsed().as_secs_f64());
+        metrics
+            .requests
+            .with_label_values(&[self.method, route, response.status().as_str()])
+            .inc();
+        response
+    }
+}
+
+impl Drop for Timing {
     fn drop(&mut self) {
-        self.0.dec();
+        self.metrics.0.in_flight.dec();
     }
-}
-
-/// Middleware: counts and times every request by method, route template and status.
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
-    let in_flight = InFlight::enter(&metrics.in_flight);
-    let started = Instant::now();
-    let response = next.run(request).await;
-    drop(in_flight);
-    metrics
-        .duration
-        .with_label_values(&[method, &route])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests
-        .with_label_values(&[method, &route, response.status().as_str()])
-        .inc();
-    response
 }
 
 /// Prometheus metrics
@@ -218,6 +228,7 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Result<Response, Ap
                 ("things", counts.things),
             ] {
                 metrics
+                    .0
                     .records
                     .with_label_values(&[resource])
                     .set(i64::try_from(count).unwrap_or(i64::MAX));

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::Response;
-use axum::middleware::Next;
 use std::net::SocketAddr;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
@@ -136,9 +135,10 @@ impl<B> OnResponse<B> for AccessLog {
 /// Longest request id taken from a client.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Middleware: removes a client's `x-request-id` unless it is sane (1–128 letters, digits and
-/// `-_.:`), so that a fresh id replaces it and logs never carry a client's junk or injection.
-pub async fn drop_insane_request_id(mut request: Request, next: Next) -> axum::response::Response {
+/// Middleware (a request map): removes a client's `x-request-id` unless it is sane (1–128
+/// letters, digits and `-_.:`), so that a fresh id replaces it and logs never carry a client's
+/// junk or injection.
+pub fn drop_insane_request_id(mut request: Request) -> Request {
     let sane = request
         .headers()
         .get(REQUEST_ID)
@@ -153,7 +153,7 @@ pub async fn drop_insane_request_id(mut request: Request, next: Next) -> axum::r
     if !sane {
         request.headers_mut().remove(REQUEST_ID);
     }
-    next.run(request).await
+    request
 }
 
 /// The start-up line: where the server listens (API, docs and metrics URLs) and the effective
