@@ -50,10 +50,11 @@ pub fn with_middleware<S: Clone + Send + Sync + 'static>(
                 metrics::Timing::finish,
             ))
             .option_layer(edge::cors(&config.cors))
-            .layer(edge::security_headers())
             .layer(Around::new(
                 error::ProblemContext::of,
-                error::ProblemContext::render,
+                |context: error::ProblemContext, response| {
+                    edge::add_security_headers(context.render(response))
+                },
             ))
             .layer(CatchPanicLayer::custom(error::panic_response))
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes))

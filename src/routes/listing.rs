@@ -93,18 +93,22 @@ pub trait JsonSource: Send + 'static {
     async fn fill(&mut self, out: &mut Vec<u8>) -> Result<bool, StoreError>;
 }
 
+/// Bytes reserved for each part of a streamed document: a chunk of short records fits without
+/// the buffer growing (and being copied) several times.
+const PART_CAPACITY: usize = 8 * 1024;
+
 /// A 200 with `headers` and the JSON `source` writes: the first part is read now, so that a
 /// store error is answered as a problem; the rest is streamed as the client reads.
 pub async fn json_response(
     mut source: impl JsonSource,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut first = Vec::new();
+    let mut first = Vec::with_capacity(PART_CAPACITY);
     let more = source.fill(&mut first).await?;
     let body = if more {
         let rest = futures_util::stream::unfold(Some(source), |source| async move {
             let mut source = source?;
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(PART_CAPACITY);
             match source.fill(&mut out).await {
                 Ok(more) => Some((Ok(Bytes::from(out)), more.then_some(source))),
                 Err(e) => {
