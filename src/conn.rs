@@ -450,11 +450,10 @@ impl Drop for InFlight {
 impl<S, R, B> tower::Service<R> for Tracked<S>
 where
     S: tower::Service<R, Response = Response<B>>,
-    S::Future: Send + 'static,
 {
     type Response = Response<ProgressBody<B>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = TrackedFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -462,12 +461,38 @@ where
 
     fn call(&mut self, request: R) -> Self::Future {
         let in_flight = InFlight::start(&self.in_flight);
-        let response = self.inner.call(request);
-        let waiting = Arc::clone(&self.waiting);
-        Box::pin(async move {
-            let response = response.await?;
-            Ok(response.map(|body| ProgressBody::new(body, waiting, in_flight)))
-        })
+        TrackedFuture {
+            response: self.inner.call(request),
+            body_tracking: Some((Arc::clone(&self.waiting), in_flight)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Tracked`]: the response, its body tracked.
+    pub struct TrackedFuture<F> {
+        #[pin]
+        response: F,
+        body_tracking: Option<(Arc<Waiting>, InFlight)>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ProgressBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.response.poll(cx))?;
+        let (waiting, in_flight) = this
+            .body_tracking
+            .take()
+            .expect("a TrackedFuture is not polled after it completed");
+        Poll::Ready(Ok(
+            response.map(|body| ProgressBody::new(body, waiting, in_flight))
+        ))
     }
 }
 
@@ -475,18 +500,32 @@ where
 /// their first one yet: each waits for the connection, not for data of its own.
 #[derive(Debug, Default)]
 pub struct Waiting {
-    since: Mutex<BTreeMap<u64, Instant>>,
+    // A list, not a map: it holds one body on an HTTP/1 connection and at most
+    // `H2_MAX_CONCURRENT_STREAMS` on HTTP/2, and it keeps its allocation between requests, where
+    // a B-tree allocated a node each time it went from empty to not.
+    since: Mutex<Vec<(u64, Instant)>>,
     next_id: AtomicU64,
 }
 
 impl Waiting {
-    fn bodies(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Instant>> {
+    fn bodies(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Instant)>> {
         self.since.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Since when the longest-waiting body has waited.
     fn oldest(&self) -> Option<Instant> {
-        self.bodies().values().min().copied()
+        self.bodies().iter().map(|&(_, since)| since).min()
+    }
+
+    fn wait(&self, id: u64) {
+        self.bodies().push((id, Instant::now()));
+    }
+
+    fn stop_waiting(&self, id: u64) {
+        let mut bodies = self.bodies();
+        if let Some(at) = bodies.iter().position(|&(waiting, _)| waiting == id) {
+            bodies.swap_remove(at);
+        }
     }
 }
 
@@ -503,7 +542,7 @@ impl<B> ProgressBody<B> {
     fn new(inner: B, waiting: Arc<Waiting>, in_flight: InFlight) -> Self {
         let id = waiting.next_id.fetch_add(1, Ordering::Relaxed);
         // Not asked for anything yet: hyper asks once the client can take data.
-        waiting.bodies().insert(id, Instant::now());
+        waiting.wait(id);
         Self {
             inner,
             id,
@@ -522,10 +561,10 @@ impl<B: Body + Unpin> Body for ProgressBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        this.waiting.bodies().remove(&this.id);
+        this.waiting.stop_waiting(this.id);
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(_))) = &polled {
-            this.waiting.bodies().insert(this.id, Instant::now());
+            this.waiting.wait(this.id);
         }
         polled
     }
@@ -541,7 +580,7 @@ impl<B: Body + Unpin> Body for ProgressBody<B> {
 
 impl<B> Drop for ProgressBody<B> {
     fn drop(&mut self) {
-        self.waiting.bodies().remove(&self.id);
+        self.waiting.stop_waiting(self.id);
     }
 }
 
