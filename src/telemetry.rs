@@ -1,5 +1,6 @@
 //! Logging: the tracing subscriber (text or JSON lines on stdout) and the per-request access log.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request};
@@ -10,6 +11,8 @@ use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::{Dispatch, Span};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, CorsOrigins, LogFormat, TlsMode};
@@ -55,6 +58,7 @@ where
     // Colours only for a terminal: piped to a file or a collector they are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
+        .with_timer(SecondCachedTime)
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(writer);
@@ -104,7 +108,7 @@ impl<B> MakeSpan<B> for RequestSpan {
         let client = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.to_string());
+            .map(|ConnectInfo(addr)| address_text(addr));
         tracing::info_span!(
             "request",
             method = %request.method(),
@@ -112,6 +116,61 @@ impl<B> MakeSpan<B> for RequestSpan {
             request_id,
             client = client.as_deref().unwrap_or("unknown"),
         )
+    }
+}
+
+/// `addr` as `Display` writes it (`127.0.0.1:46026`), for IPv4 without the formatting machinery,
+/// which cost as much as a tenth of the access span.
+fn address_text(addr: &SocketAddr) -> String {
+    let SocketAddr::V4(v4) = addr else {
+        return addr.to_string();
+    };
+    let mut text = String::with_capacity("255.255.255.255:65535".len());
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        text.push_str(digits.format(octet));
+    }
+    text.push(':');
+    text.push_str(digits.format(v4.port()));
+    text
+}
+
+/// tracing-subscriber's own timestamp (RFC 3339, UTC, microseconds), with the date and time of
+/// day formatted once a second per thread rather than on every line, where it cost a tenth of
+/// the access line.
+#[derive(Clone, Copy, Debug, Default)]
+struct SecondCachedTime;
+
+thread_local! {
+    /// The Unix second last formatted on this thread, and its `YYYY-MM-DDTHH:MM:SS`.
+    static FORMATTED_SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+impl FormatTime for SecondCachedTime {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        let since_epoch = |now: std::time::SystemTime| {
+            now.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+        };
+        let now = since_epoch(std::time::SystemTime::now());
+        FORMATTED_SECOND.with_borrow_mut(|(second, text)| {
+            if *second == now.as_secs() {
+                return write!(w, "{text}.{:06}Z", now.subsec_micros());
+            }
+            let mut full = String::new();
+            SystemTime.format_time(&mut Writer::new(&mut full))?;
+            // Cached only if the second did not turn while it was formatted.
+            if since_epoch(std::time::SystemTime::now()).as_secs() == now.as_secs()
+                && let Some((date_and_time, _)) = full.split_once('.')
+            {
+                *second = now.as_secs();
+                date_and_time.clone_into(text);
+            }
+            w.write_str(&full)
+        })
     }
 }
 
@@ -209,4 +268,61 @@ pub fn log_startup(config: &Config, local: SocketAddr) {
         database,
         "listening"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for addr in [
+            "127.0.0.1:46026",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.20.3.4:80",
+            "[::1]:8080",
+            "[2001:db8::8a2e:370:7334]:443",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(address_text(&addr), addr.to_string());
+        }
+    }
+
+    fn format(timer: impl FormatTime) -> String {
+        let mut text = String::new();
+        timer.format_time(&mut Writer::new(&mut text)).unwrap();
+        text
+    }
+
+    #[test]
+    fn cached_timestamps_are_tracing_subscribers_own() {
+        let shape = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$").unwrap();
+        // The first line of a second formats it whole; the next ones reuse it. Compared with
+        // tracing-subscriber's own timestamp read just before: the same second unless it turned
+        // in between, so a few tries make the test immune to that.
+        let mut same_second = 0;
+        for _ in 0..5 {
+            // A stale second, which must not be reused.
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            FORMATTED_SECOND.set((secs - 1, "1999-01-01T00:00:00".to_owned()));
+            let reference = format(SystemTime);
+            let first = format(SecondCachedTime);
+            let cached = format(SecondCachedTime);
+            for text in [&first, &cached] {
+                assert!(shape.is_match(text), "{text}");
+            }
+            if first[..19] == reference[..19] && cached[..19] == reference[..19] {
+                same_second += 1;
+            }
+            assert!(cached >= first, "{first} then {cached}");
+        }
+        assert!(
+            same_second >= 3,
+            "cached seconds differed from the real ones"
+        );
+    }
 }
