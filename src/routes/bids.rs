@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
@@ -20,11 +20,9 @@ use crate::store::{self, BidValue, NewBid as NewStoreBid, Resource, is_valid_id}
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "bids";
 
-/// The bids routes, with their OpenAPI operations.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_bids, place_bid))
-        .routes(routes!(get_bid, delete_bid))
+/// The bids routes, with their OpenAPI operations (paths without the API prefix).
+pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
+    vec![routes!(list_bids, place_bid), routes!(get_bid, delete_bid)]
 }
 
 /// The bid named in the path.

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde::{Deserialize, Deserializer};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
@@ -22,11 +22,12 @@ use crate::store::{Book, BookChanges, BookFields, Resource};
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "books";
 
-/// The books routes, with their OpenAPI operations.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_books, create_book))
-        .routes(routes!(get_book, replace_book, update_book, delete_book))
+/// The books routes, with their OpenAPI operations (paths without the API prefix).
+pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
+    vec![
+        routes!(list_books, create_book),
+        routes!(get_book, replace_book, update_book, delete_book),
+    ]
 }
 
 /// The book named in the path.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
@@ -24,9 +24,9 @@ pub const TAG: &str = "echo";
 /// The header that carries the key.
 pub const KEY_HEADER: &str = "x-server-key";
 
-/// The echo route, with its OpenAPI operations.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(echo_get, echo_post))
+/// The echo route, with its OpenAPI operations (path without the API prefix).
+pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
+    vec![routes!(echo_get, echo_post)]
 }
 
 /// The echoed message.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
@@ -25,13 +25,14 @@ use crate::store::{self, Cursor, Name, Resource, Store, StoreError};
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "items";
 
-/// The items routes, with their OpenAPI operations.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_items, create_item))
-        .routes(routes!(get_item, put_item, delete_item))
-        .routes(routes!(list_item_bids))
-        .routes(routes!(get_winning_bid))
+/// The items routes, with their OpenAPI operations (paths without the API prefix).
+pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
+    vec![
+        routes!(list_items, create_item),
+        routes!(get_item, put_item, delete_item),
+        routes!(list_item_bids),
+        routes!(get_winning_bid),
+    ]
 }
 
 /// The item named in the path.

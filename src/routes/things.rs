@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
@@ -15,11 +15,9 @@ use crate::store::{Resource, Thing};
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "things";
 
-/// The things routes, with their OpenAPI operations.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_things))
-        .routes(routes!(get_thing))
+/// The things routes, with their OpenAPI operations (paths without the API prefix).
+pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
+    vec![routes!(list_things), routes!(get_thing)]
 }
 
 /// List things

@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
@@ -22,12 +22,13 @@ use crate::store::{self, Cursor, Name, Resource, StoreError};
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "users";
 
-/// The users routes, with their OpenAPI operations.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_users, create_user))
-        .routes(routes!(get_user, put_user, delete_user))
-        .routes(routes!(get_user_items))
+/// The users routes, with their OpenAPI operations (paths without the API prefix).
+pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
+    vec![
+        routes!(list_users, create_user),
+        routes!(get_user, put_user, delete_user),
+        routes!(get_user_items),
+    ]
 }
 
 /// The user named in the path.
