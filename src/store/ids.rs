@@ -136,7 +136,28 @@ pub fn counted_number(prefix: &str, id: &str) -> Option<u64> {
 /// alphabet `-` < `0`–`9` < `A`–`Z` < `_` < `a`–`z`, so `u-` < `u1` < `uA` < `u_` < `ua`. A
 /// string sorts before any longer string it starts (`u` < `u1`).
 fn natural_cmp(a: &str, b: &str) -> Ordering {
-    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    // Ids met in one B-tree mostly share a prefix (`bid`, `user1`): it is skipped, back to the
+    // start of the digit run it may end in. Both strings have the same chunks up to there, so
+    // comparing the rest chunk by chunk gives the same answer as from the start, at a fraction
+    // of the cost (this comparison was 17 % of placing a bid).
+    let common = x.iter().zip(y).take_while(|(p, q)| p == q).count();
+    let (next_x, next_y) = (x.get(common), y.get(common));
+    if !next_x.is_some_and(u8::is_ascii_digit) && !next_y.is_some_and(u8::is_ascii_digit) {
+        // Any digit run before `common` ended there in both: the first difference decides, and
+        // a string that ended sorts first.
+        return next_x.cmp(&next_y);
+    }
+    let run_start = x[..common]
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    chunk_cmp(&x[run_start..], &y[run_start..])
+}
+
+/// [`natural_cmp`] from the first chunk on.
+fn chunk_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let (mut x, mut y) = (a, b);
     while let (Some(&cx), Some(&cy)) = (x.first(), y.first()) {
         let ordering = if cx.is_ascii_digit() && cy.is_ascii_digit() {
             let (dx, rest_x) = split_digits(x);
@@ -174,6 +195,24 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The prefix skip changes nothing: the same order as comparing chunk by chunk from
+        /// the start, on strings that share prefixes and digit runs, zeros included.
+        #[test]
+        fn skipping_the_common_prefix_keeps_the_order(
+            common in "[a0-9_]{0,6}",
+            a in "[a0-9_]{0,5}",
+            b in "[a0-9_]{0,5}",
+        ) {
+            let (a, b) = (format!("{common}{a}"), format!("{common}{b}"));
+            proptest::prop_assert_eq!(
+                natural_cmp(&a, &b),
+                chunk_cmp(a.as_bytes(), b.as_bytes()),
+                "{} vs {}", a, b
+            );
+        }
+    }
 
     fn sorted(ids: &[&str]) -> Vec<String> {
         let mut v: Vec<NaturalId> = ids.iter().map(|s| NaturalId::new(*s)).collect();
