@@ -101,16 +101,50 @@ fn is_invisible(c: char) -> bool {
 /// Checks a title, author or name: no control character but tab and newline, not blank, at
 /// most [`MAX_TEXT_CHARS`] characters.
 pub(super) fn check_text(field: &'static str, value: &str) -> Option<Violation> {
-    let message = if value.chars().any(|c| in_ranges(FORBIDDEN_CONTROLS, c)) {
-        "must not contain control characters other than tab and newline"
-    } else if value.chars().all(is_invisible) {
-        "must not be blank"
-    } else if value.chars().count() > MAX_TEXT_CHARS {
-        "must be at most 200 characters long"
+    let message = if value.is_ascii() {
+        ascii_text_problem(value.as_bytes())
     } else {
-        return None;
-    };
+        text_problem(value)
+    }?;
     Some(Violation { field, message })
+}
+
+const HAS_CONTROLS: &str = "must not contain control characters other than tab and newline";
+const BLANK: &str = "must not be blank";
+const TOO_LONG: &str = "must be at most 200 characters long";
+
+/// What is wrong with `value`, if anything.
+fn text_problem(value: &str) -> Option<&'static str> {
+    if value.chars().any(|c| in_ranges(FORBIDDEN_CONTROLS, c)) {
+        Some(HAS_CONTROLS)
+    } else if value.chars().all(is_invisible) {
+        Some(BLANK)
+    } else if value.chars().count() > MAX_TEXT_CHARS {
+        Some(TOO_LONG)
+    } else {
+        None
+    }
+}
+
+/// [`text_problem`] for a text that is all ASCII, in one pass over its bytes: a
+/// seed of a million books spent a tenth of its load time in the general check.
+fn ascii_text_problem(bytes: &[u8]) -> Option<&'static str> {
+    // Folds rather than `any`, so that the loop has no early exit and compiles to vector code.
+    let has_control = bytes.iter().fold(false, |found, &byte| {
+        found | ((byte < b' ' && byte != b'\t' && byte != b'\n') | (byte == 0x7f))
+    });
+    let has_visible = bytes
+        .iter()
+        .fold(false, |found, &byte| found | (byte > b' '));
+    if has_control {
+        Some(HAS_CONTROLS)
+    } else if !has_visible {
+        Some(BLANK)
+    } else if bytes.len() > MAX_TEXT_CHARS {
+        Some(TOO_LONG)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +245,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_ascii_check_agrees_with_the_general_one(
+            text in prop_oneof!["[\\x00-\\x7f]{0,205}", "[ \t\n\r\x0ba]{0,3}", "[ a]{198,203}"]
+        ) {
+            prop_assert_eq!(ascii_text_problem(text.as_bytes()), text_problem(&text));
+        }
+
         #[test]
         fn the_pattern_agrees_with_the_check_on_mixed_texts(
             text in "[a \t\n\r\u{0}\u{7f}\u{85}\u{a0}\u{ad}\u{200b}\u{feff}\u{3164}\u{e0020}é🚀]{0,12}"

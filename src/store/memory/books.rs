@@ -35,7 +35,7 @@ impl BookTable {
             if book.id == 0 {
                 return Err("book 0: ids start at 1".to_owned());
             }
-            if let Err(violations) = BookFields::parse(book.title.clone(), book.author.clone()) {
+            if let Err(violations) = BookFields::check(&book.title, book.author.as_deref()) {
                 let v = &violations[0];
                 return Err(format!("book {}: {} {}", book.id, v.field, v.message));
             }
