@@ -47,7 +47,7 @@ pub use text::{MAX_TEXT_CHARS, TEXT_PATTERN};
 use text::check_text;
 
 /// Why a store operation did not happen.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The record does not exist; the text names it, e.g. `book 42`.
     #[error("{0} does not exist")]

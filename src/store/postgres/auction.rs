@@ -12,9 +12,9 @@
 //! `user_items` row.
 
 use async_trait::async_trait;
-use sqlx::PgConnection;
 
-use super::error::{Context, missing_item, missing_user, store_error};
+use super::bid_batches::ITEM_BIDS_LOCK;
+use super::error::{Context, store_error};
 use super::pool::Settle;
 use super::{PageSql, PostgresStore, sql_count};
 use crate::store::ids::counted_number;
@@ -381,32 +381,7 @@ impl AuctionStore for PostgresStore {
 
     async fn place_bid(&self, new: NewBid) -> Result<Bid, StoreError> {
         let _timer = self.timer("place_bid");
-        let context = Context {
-            exhausts: Some("bid ids"),
-            bid: Some((&new.user, &new.item)),
-        };
-        let mut conn = self.conn().await?;
-        loop {
-            let (user_found, item_found, id) = insert_bid(&mut conn, &new)
-                .await
-                .settle(&mut conn)
-                .map_err(|e| store_error(e, context))?;
-            match id {
-                Some(id) => {
-                    return Ok(Bid {
-                        id,
-                        item: new.item,
-                        value: new.value.get(),
-                        user: new.user,
-                    });
-                }
-                // Checked in the memory store's order: the user first.
-                None if !user_found => return Err(missing_user(&new.user)),
-                None if !item_found => return Err(missing_item(&new.item)),
-                // `bid{n}` was taken by a seeded bid: the number is spent, try the next.
-                None => continue,
-            }
-        }
+        self.place_bid_batched(new).await
     }
 
     async fn delete_bid(&self, id: &str) -> Result<(), StoreError> {
@@ -460,46 +435,4 @@ fn seq_cursor(seq: i64) -> u64 {
 /// The placing number a cursor from [`seq_cursor`] stands for.
 fn cursor_seq(cursor: u64) -> i64 {
     (cursor ^ (1 << 63)) as i64
-}
-
-/// The first key of the transaction-scoped advisory lock that serialises the bids of one item
-/// (the second is a hash of its id; a collision only makes two items wait for each other).
-const ITEM_BIDS_LOCK: i32 = 0x6269_6473; // "bids"
-
-/// Places `new` in one statement: whether its user and item exist, and the new bid's id (`None`
-/// if a reference is missing, or if the id the sequence gave is taken).
-///
-/// The item's bid lock comes first, so an item's bids are numbered and committed one at a time:
-/// the numbers (the placing order, which breaks ties) are committed in order, so an equal bid
-/// can never overtake one already seen winning, and a user's first bid on the item is always
-/// the one that created their `user_items` row (later bids leave it alone, without a row lock).
-/// Bids on different items do not wait for each other. The bid number is drawn only once the
-/// user and item are found, so a refused bid uses none; if either is deleted meanwhile, the
-/// foreign keys refuse the insert. `bid_numbers` gives the id and the placing order in one
-/// `nextval`.
-async fn insert_bid(
-    conn: &mut PgConnection,
-    new: &NewBid,
-) -> Result<(bool, bool, Option<String>), sqlx::Error> {
-    sqlx::query_as(
-        "WITH locked AS (SELECT pg_advisory_xact_lock($4, hashtext($2))), \
-         found AS (SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS user_found, \
-                          EXISTS (SELECT 1 FROM items WHERE id = $2) AS item_found \
-                   FROM locked), \
-         number AS (SELECT nextval('bid_numbers') AS n FROM found \
-                    WHERE user_found AND item_found), \
-         placed AS (INSERT INTO bids (id, sort_key, user_id, item_id, value, seq) \
-                    SELECT 'bid' || n, bid_sort_key(n), $1, $2, $3, n FROM number \
-                    ON CONFLICT (id) DO NOTHING RETURNING id, seq), \
-         first AS (INSERT INTO user_items (user_id, item_id, first_seq) \
-                   SELECT $1, $2, seq FROM placed \
-                   ON CONFLICT (user_id, item_id) DO NOTHING) \
-         SELECT user_found, item_found, (SELECT id FROM placed) FROM found",
-    )
-    .bind(&new.user)
-    .bind(&new.item)
-    .bind(new.value.get())
-    .bind(ITEM_BIDS_LOCK)
-    .fetch_one(conn)
-    .await
 }

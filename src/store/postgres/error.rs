@@ -86,6 +86,11 @@ fn database_error(db: &dyn DatabaseError, context: Context<'_>) -> StoreError {
     }
 }
 
+/// Whether `err` is PostgreSQL's `foreign_key_violation`: a referenced row went away.
+pub(super) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23503"))
+}
+
 /// The error for a bid whose user does not exist.
 pub(super) fn missing_user(user: &str) -> StoreError {
     StoreError::MissingReference {

@@ -10,6 +10,7 @@
 //! holds what every operation goes through: [`PostgresStore::conn`] and [`QueryTimer`].
 
 mod auction;
+mod bid_batches;
 mod books;
 mod error;
 pub mod metrics;
@@ -18,6 +19,7 @@ mod pool;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -25,6 +27,7 @@ use prometheus::{HistogramOpts, HistogramVec};
 use sqlx::postgres::{PgRow, Postgres};
 
 use super::{Backend, Cursor, Resource, StoreError};
+use bid_batches::BidQueues;
 use error::{Context, store_error};
 use pool::{Conn, Pool, Settle};
 
@@ -48,6 +51,8 @@ pub struct PostgresStore {
     acquire_timeout: Duration,
     /// Time per store operation (acquiring a connection included), labelled `op`.
     query_latency: HistogramVec,
+    /// Bids waiting to be placed, per item (see `bid_batches.rs`).
+    bid_queues: Arc<BidQueues>,
 }
 
 /// A snapshot of the connection pool, for the metrics.
@@ -78,6 +83,7 @@ impl PostgresStore {
             pool,
             acquire_timeout,
             query_latency,
+            bid_queues: Arc::default(),
         }
     }
 

@@ -557,6 +557,67 @@ async fn concurrent_bids_get_unique_ids_and_an_exact_winner() {
     assert_eq!(first, [(bids[0].0, "i".to_owned())]);
 }
 
+/// Bids on one item arriving together are placed in batches (`bid_batches.rs`): each still gets
+/// its own answer, unknown users are refused one by one, and a user deleted mid-storm fails only
+/// their own bids (the batch that hits the vanished reference is placed again bid by bid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_bids_each_get_their_own_answer() {
+    let Some(admin) = admin_url() else { return };
+    let store = empty_store(&admin).await;
+    for user in ["u1", "u2", "u3", "doomed"] {
+        store.put_user(user, name(user)).await.unwrap();
+    }
+    store.put_item("i", name("i")).await.unwrap();
+    let users = ["u1", "u2", "ghost", "u3", "doomed"];
+    let bids = (0..300).map(|n| {
+        let store = store.clone();
+        let user = users[n % users.len()];
+        tokio::spawn(async move {
+            if n == 150 {
+                store.delete_user("doomed").await.unwrap();
+            }
+            let value = f64::from(u32::try_from(n % 41).unwrap() + 1);
+            (user, store.place_bid(new_bid("i", user, value)).await)
+        })
+    });
+    let answers = futures_util::future::join_all(bids).await;
+    let mut placed = BTreeSet::new();
+    for answer in answers {
+        let (user, answer) = answer.unwrap();
+        match (user, answer) {
+            ("ghost", Err(StoreError::MissingReference { field, what })) => {
+                assert_eq!((field, what.as_str()), ("bid/user", "user ghost"));
+            }
+            (
+                "doomed",
+                Ok(_)
+                | Err(StoreError::MissingReference {
+                    field: "bid/user", ..
+                }),
+            ) => {}
+            (user, Ok(bid)) if user != "ghost" => {
+                assert_eq!((bid.user.as_str(), bid.item.as_str()), (user, "i"));
+                assert!(placed.insert(bid.id.clone()), "{} answered twice", bid.id);
+            }
+            (user, other) => panic!("{user}: {other:?}"),
+        }
+    }
+    assert_eq!(placed.len(), 180, "every bid of u1, u2 and u3 is placed");
+    // The doomed user's bids went with them; every other answered bid is stored, once.
+    let (_, stored) = store
+        .item_bids("i", Cursor::Offset(0), usize::MAX)
+        .await
+        .unwrap();
+    let stored_ids: BTreeSet<String> = stored.iter().map(|(_, bid)| bid.id.clone()).collect();
+    assert_eq!(stored_ids, placed);
+    // Each user's first bid on the item is the one `user_items` keeps.
+    for user in ["u1", "u2", "u3"] {
+        let first = stored.iter().find(|(_, bid)| bid.user == user).unwrap().0;
+        let items = store.user_items(user, None, 10).await.unwrap().items;
+        assert_eq!(items, [(first, "i".to_owned())], "{user}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_database_fails_start_up_with_one_line_and_no_password() {
     let config = database_config("postgres://someone:sup3r-s3cret@127.0.0.1:9/nothing");

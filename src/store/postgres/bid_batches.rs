@@ -1,0 +1,322 @@
+//! Placing bids in batches: the bids on one item that arrive while an earlier one is being
+//! placed wait, then go in together, in the order they arrived, in one statement and one commit.
+//!
+//! Every bid takes its item's lock (see [`insert_bids`]), so the bids on one item are placed one
+//! after another whatever we do; what batching saves is a round trip, a statement and a durable
+//! commit per bid, and the hand-over of the lock between sessions. `pgbench` on this schema,
+//! 10 items: one bid per statement with 64 clients 2 480–2 580 bids/s; six per statement with 10
+//! clients (one per item, as here) 6 700–8 600. A bid whose item is idle is placed at once, on
+//! its own: batching adds no wait, it only gathers the bids that would have queued anyway.
+//!
+//! Each bid stays all or nothing: its batch commits, or fails, as a whole, and every bid of it
+//! gets that outcome. A bid refused for its own reason (an unknown user) is refused alone; a
+//! user or item deleted while the batch runs fails the statement, and its bids are then placed
+//! one at a time to find whose reference went away.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Mutex, PoisonError};
+
+use sqlx::PgConnection;
+use tokio::sync::oneshot;
+
+use super::PostgresStore;
+use super::error::{Context, is_foreign_key_violation, missing_item, missing_user, store_error};
+use super::pool::Settle;
+use crate::store::{Bid, NewBid, StoreError};
+
+/// The first key of the transaction-scoped advisory lock that serialises the bids of one item
+/// (the second is a hash of its id; a collision only makes two items wait for each other).
+pub(super) const ITEM_BIDS_LOCK: i32 = 0x6269_6473; // "bids"
+
+/// Most bids in one statement: keeps a statement well inside the statement timeout.
+const MAX_BATCH: usize = 64;
+
+/// Where a waiting bid's outcome goes.
+type Reply = oneshot::Sender<Result<Bid, StoreError>>;
+
+/// The bids waiting for their item's placer, per item.
+#[derive(Debug, Default)]
+pub(super) struct BidQueues {
+    /// An entry exists while a placer runs for the item; its bids wait in it, oldest first.
+    waiting: Mutex<HashMap<String, Vec<(NewBid, Reply)>>>,
+}
+
+impl BidQueues {
+    /// Queues `bid`; `true` when its item had no placer running, so the caller must start one.
+    fn push(&self, bid: NewBid, reply: Reply) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        match waiting.entry(bid.item.clone()) {
+            Entry::Occupied(mut queue) => {
+                queue.get_mut().push((bid, reply));
+                false
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(vec![(bid, reply)]);
+                true
+            }
+        }
+    }
+
+    /// Up to [`MAX_BATCH`] of `item`'s waiting bids, oldest first; none when none wait, and then
+    /// the item has no placer any more (the next bid starts one).
+    fn take(&self, item: &str) -> Vec<(NewBid, Reply)> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(queue) = waiting.get_mut(item) else {
+            return Vec::new();
+        };
+        if queue.is_empty() {
+            waiting.remove(item);
+            return Vec::new();
+        }
+        let n = queue.len().min(MAX_BATCH);
+        queue.drain(..n).collect()
+    }
+
+    /// Forgets `item`'s placer and its waiting bids (whose callers then get an error).
+    fn abandon(&self, item: &str) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        waiting.remove(item);
+    }
+}
+
+/// Removes an item's placer from the queues if it panics, so that the item's later bids start a
+/// new one instead of waiting for a placer that is gone.
+struct AbandonOnPanic<'a> {
+    queues: &'a BidQueues,
+    item: &'a str,
+}
+
+impl Drop for AbandonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.queues.abandon(self.item);
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Places `new`, in a batch with the other bids on its item that wait when it is taken.
+    pub(super) async fn place_bid_batched(&self, new: NewBid) -> Result<Bid, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let item = new.item.clone();
+        if self.bid_queues.push(new, reply) {
+            // A task of its own: a caller that goes away (client gone, timeout) must not cancel
+            // the placing of the other callers' bids.
+            let store = self.clone();
+            tokio::spawn(async move { store.place_waiting_bids(&item).await });
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Internal(
+                "the bid placer stopped without an answer".to_owned(),
+            ))
+        })
+    }
+
+    /// The placer of `item`: places its waiting bids, batch after batch, until none wait.
+    async fn place_waiting_bids(&self, item: &str) {
+        let _abandon = AbandonOnPanic {
+            queues: &self.bid_queues,
+            item,
+        };
+        loop {
+            let batch = self.bid_queues.take(item);
+            if batch.is_empty() {
+                return;
+            }
+            let (bids, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let outcomes = self.place_batch(item, &bids).await;
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                // A caller that went away does not take its answer; the bid stands.
+                reply.send(outcome).ok();
+            }
+        }
+    }
+
+    /// Places `bids` (all on `item`, in arrival order): one outcome per bid, in their order.
+    async fn place_batch(&self, item: &str, bids: &[NewBid]) -> Vec<Result<Bid, StoreError>> {
+        let mut conn = match self.conn().await {
+            Ok(conn) => conn,
+            Err(e) => return bids.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut outcomes: Vec<Option<Result<Bid, StoreError>>> =
+            bids.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..bids.len()).collect();
+        let mut one_at_a_time = false;
+        while let Some(&first) = pending.first() {
+            let now = if one_at_a_time {
+                vec![first]
+            } else {
+                pending.clone()
+            };
+            let placing: Vec<&NewBid> = now.iter().map(|&i| &bids[i]).collect();
+            match insert_bids(&mut conn, item, &placing)
+                .await
+                .settle(&mut conn)
+            {
+                Ok(rows) if rows.len() == now.len() => {
+                    for (&i, (user_found, item_found, id)) in now.iter().zip(rows) {
+                        let bid = &bids[i];
+                        outcomes[i] = match id {
+                            Some(id) => Some(Ok(Bid {
+                                id,
+                                item: bid.item.clone(),
+                                value: bid.value.get(),
+                                user: bid.user.clone(),
+                            })),
+                            // Checked in the memory store's order: the user first.
+                            None if !user_found => Some(Err(missing_user(&bid.user))),
+                            None if !item_found => Some(Err(missing_item(&bid.item))),
+                            // `bid{n}` was taken by a seeded bid: the number is spent; the bid
+                            // stays pending and gets the next.
+                            None => None,
+                        };
+                    }
+                }
+                Ok(_) => {
+                    let error = StoreError::Internal("a bid batch lost a row".to_owned());
+                    for &i in &pending {
+                        outcomes[i] = Some(Err(error.clone()));
+                    }
+                }
+                // A user or the item went away mid-statement: whose bid it was is found by
+                // placing them one at a time.
+                Err(e) if now.len() > 1 && is_foreign_key_violation(&e) => one_at_a_time = true,
+                Err(e) => {
+                    let alone = placing[0];
+                    let context = Context {
+                        exhausts: Some("bid ids"),
+                        bid: (now.len() == 1).then_some((&alone.user, &alone.item)),
+                    };
+                    match store_error(e, context) {
+                        // This bid's own reference is gone: the others go on.
+                        refused @ StoreError::MissingReference { .. } => {
+                            outcomes[first] = Some(Err(refused));
+                        }
+                        // The database failed: the same answer for every bid still pending.
+                        error => {
+                            for &i in &pending {
+                                outcomes[i] = Some(Err(error.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            pending.retain(|&i| outcomes[i].is_none());
+        }
+        // The loop ends when no bid is pending: every bid has its outcome.
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    Err(StoreError::Internal("a bid without an outcome".to_owned()))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Places `bids` on `item` in one statement, in their order: per bid, whether its user and the
+/// item exist, and the new bid's id (`None` if a reference is missing, or if the id the
+/// sequence gave is taken).
+///
+/// The item's bid lock comes first, so an item's bids are numbered and committed one statement
+/// at a time: the numbers (the placing order, which breaks ties) are committed in order, so an
+/// equal bid can never overtake one already seen winning, and a user's first bid on the item is
+/// always the one that created their `user_items` row (later bids leave it alone, without a row
+/// lock). Bids on different items do not wait for each other. Numbers are drawn only for bids
+/// whose user and item are found, so a refused bid uses none; if one is deleted meanwhile, the
+/// foreign keys refuse the insert. `bid_numbers` gives the id and the placing order in one
+/// `nextval`, drawn in the bids' order.
+async fn insert_bids(
+    conn: &mut PgConnection,
+    item: &str,
+    bids: &[&NewBid],
+) -> Result<Vec<(bool, bool, Option<String>)>, sqlx::Error> {
+    let users: Vec<&str> = bids.iter().map(|bid| bid.user.as_str()).collect();
+    let values: Vec<f64> = bids.iter().map(|bid| bid.value.get()).collect();
+    sqlx::query_as(
+        "WITH locked AS (SELECT pg_advisory_xact_lock($4, hashtext($1))), \
+         item AS (SELECT EXISTS (SELECT 1 FROM items WHERE id = $1) AS item_found FROM locked), \
+         wanted AS (SELECT w.ord, w.user_id, w.value, \
+                           EXISTS (SELECT 1 FROM users WHERE id = w.user_id) AS user_found \
+                    FROM unnest($2::text[], $3::float8[]) WITH ORDINALITY AS w(user_id, value, ord)), \
+         numbered AS (SELECT o.ord, o.user_id, o.value, nextval('bid_numbers') AS n \
+                      FROM (SELECT wanted.* FROM wanted, item \
+                            WHERE user_found AND item_found ORDER BY ord) AS o), \
+         placed AS (INSERT INTO bids (id, sort_key, user_id, item_id, value, seq) \
+                    SELECT 'bid' || n, bid_sort_key(n), user_id, $1, value, n FROM numbered \
+                    ON CONFLICT (id) DO NOTHING RETURNING id, seq), \
+         first AS (INSERT INTO user_items (user_id, item_id, first_seq) \
+                   SELECT numbered.user_id, $1, min(placed.seq) \
+                   FROM placed JOIN numbered ON numbered.n = placed.seq \
+                   GROUP BY numbered.user_id \
+                   ON CONFLICT (user_id, item_id) DO NOTHING) \
+         SELECT wanted.user_found, item.item_found, placed.id \
+         FROM wanted CROSS JOIN item \
+         LEFT JOIN numbered ON numbered.ord = wanted.ord \
+         LEFT JOIN placed ON placed.seq = numbered.n \
+         ORDER BY wanted.ord",
+    )
+    .bind(item)
+    .bind(users)
+    .bind(values)
+    .bind(ITEM_BIDS_LOCK)
+    .fetch_all(conn)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::BidValue;
+
+    fn bid(item: &str, user: &str) -> (NewBid, Reply) {
+        let new = NewBid {
+            item: item.to_owned(),
+            user: user.to_owned(),
+            value: BidValue::new(1.0).unwrap(),
+        };
+        (new, oneshot::channel().0)
+    }
+
+    fn users(batch: &[(NewBid, Reply)]) -> Vec<&str> {
+        batch.iter().map(|(bid, _)| bid.user.as_str()).collect()
+    }
+
+    #[test]
+    fn bids_that_arrive_while_their_item_is_placed_wait_and_go_together_in_order() {
+        let queues = BidQueues::default();
+        let push = |item, user| {
+            let (new, reply) = bid(item, user);
+            queues.push(new, reply)
+        };
+        assert!(
+            push("i", "a"),
+            "an idle item: the first bid starts its placer"
+        );
+        assert!(push("j", "x"), "items have placers of their own");
+        assert_eq!(users(&queues.take("i")), ["a"]);
+        // While `a` is placed, three more arrive: no new placer, one batch next, in order.
+        assert!(!push("i", "b") && !push("i", "c") && !push("i", "d"));
+        assert_eq!(users(&queues.take("i")), ["b", "c", "d"]);
+        // None waits: the placer ends, and the next bid starts a new one.
+        assert!(queues.take("i").is_empty());
+        assert!(push("i", "e"));
+        assert_eq!(users(&queues.take("j")), ["x"]);
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_bids() {
+        let queues = BidQueues::default();
+        for n in 0..MAX_BATCH + 5 {
+            let (new, reply) = bid("i", &format!("u{n}"));
+            queues.push(new, reply);
+        }
+        assert_eq!(queues.take("i").len(), MAX_BATCH);
+        assert_eq!(
+            users(&queues.take("i")),
+            ["u64", "u65", "u66", "u67", "u68"]
+        );
+    }
+}
