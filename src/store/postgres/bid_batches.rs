@@ -59,12 +59,15 @@ impl BidQueues {
     }
 
     /// Up to [`MAX_BATCH`] of `item`'s waiting bids, oldest first; none when none wait, and then
-    /// the item has no placer any more (the next bid starts one).
+    /// the item has no placer any more (the next bid starts one). A bid whose caller went away
+    /// before it was taken (client gone, request timed out) is dropped unplaced, as it would
+    /// have been had it not waited.
     fn take(&self, item: &str) -> Vec<(NewBid, Reply)> {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(queue) = waiting.get_mut(item) else {
             return Vec::new();
         };
+        queue.retain(|(_, reply)| !reply.is_closed());
         if queue.is_empty() {
             waiting.remove(item);
             return Vec::new();
@@ -271,14 +274,24 @@ mod tests {
     use super::*;
     use crate::store::BidValue;
 
+    /// A bid and its reply; the caller's end of the reply is leaked (kept open) unless kept.
     fn bid(item: &str, user: &str) -> (NewBid, Reply) {
+        let (new, reply, answer) = bid_with_answer(item, user);
+        std::mem::forget(answer);
+        (new, reply)
+    }
+
+    fn bid_with_answer(item: &str, user: &str) -> (NewBid, Reply, Answer) {
         let new = NewBid {
             item: item.to_owned(),
             user: user.to_owned(),
             value: BidValue::new(1.0).unwrap(),
         };
-        (new, oneshot::channel().0)
+        let (reply, answer) = oneshot::channel();
+        (new, reply, answer)
     }
+
+    type Answer = oneshot::Receiver<Result<Bid, StoreError>>;
 
     fn users(batch: &[(NewBid, Reply)]) -> Vec<&str> {
         batch.iter().map(|(bid, _)| bid.user.as_str()).collect()
@@ -304,6 +317,27 @@ mod tests {
         assert!(queues.take("i").is_empty());
         assert!(push("i", "e"));
         assert_eq!(users(&queues.take("j")), ["x"]);
+    }
+
+    #[test]
+    fn a_bid_whose_caller_went_away_before_it_was_taken_is_not_placed() {
+        let queues = BidQueues::default();
+        let (first, reply, _answer) = bid_with_answer("i", "a");
+        assert!(queues.push(first, reply));
+        assert_eq!(users(&queues.take("i")), ["a"]);
+        let (gone, reply, answer) = bid_with_answer("i", "gone");
+        queues.push(gone, reply);
+        let (kept, reply, _answer) = bid_with_answer("i", "kept");
+        queues.push(kept, reply);
+        drop(answer);
+        assert_eq!(users(&queues.take("i")), ["kept"]);
+        // Only gone callers waiting: the placer ends, and the next bid starts a new one.
+        let (gone, reply, answer) = bid_with_answer("i", "gone");
+        queues.push(gone, reply);
+        drop(answer);
+        assert!(queues.take("i").is_empty());
+        let (next, reply, _answer) = bid_with_answer("i", "next");
+        assert!(queues.push(next, reply));
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! statement, so one round trip.
 //!
 //! Layout: `open.rs` connects (with retries), migrates under an advisory lock and seeds;
-//! `books.rs` holds books and things, `auction.rs` users, items and bids; `error.rs` is the one
-//! mapping from database errors to [`StoreError`]; `pool.rs` the connection pool. This file
-//! holds what every operation goes through: [`PostgresStore::conn`] and [`QueryTimer`].
+//! `books.rs` holds books and things, `auction.rs` users, items and bids, `bid_batches.rs` the
+//! placing of bids (an item's waiting bids in one statement); `error.rs` is the one mapping
+//! from database errors to [`StoreError`]; `pool.rs` the connection pool. This file holds what
+//! every operation goes through: [`PostgresStore::conn`] and [`QueryTimer`].
 
 mod auction;
 mod bid_batches;
