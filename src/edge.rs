@@ -85,6 +85,7 @@ pub fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
                 HeaderName::from_static("x-request-id"),
             ])
             .expose_headers([
+                header::LINK,
                 header::LOCATION,
                 header::RETRY_AFTER,
                 HeaderName::from_static("x-total-count"),

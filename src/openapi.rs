@@ -1,9 +1,11 @@
 //! The OpenAPI document: its fixed parts (info, tags, shared schemas) and the finishing pass that
 //! sets the relative server URL and documents the errors every operation can meet.
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi as Spec, Ref, ResponseBuilder, Server};
+use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, ResponseBuilder, Server};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
@@ -87,9 +89,29 @@ pub fn finish(mut spec: Spec, prefix: &str) -> Spec {
         ];
         for operation in operations.into_iter().flatten() {
             add_common_errors(operation);
+            add_paging_links(operation);
         }
     }
     spec
+}
+
+/// A list's `200` declares `X-Total-Count`; with a `limit` it also carries `Link`
+/// (`routes::listing::list_headers`), declared here once for every list.
+fn add_paging_links(operation: &mut Operation) {
+    let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") else {
+        return;
+    };
+    if !ok.headers.contains_key("X-Total-Count") {
+        return;
+    }
+    let link = HeaderBuilder::new()
+        .schema(Some(Object::with_type(Type::String)))
+        .description(Some(
+            "With `limit`: RFC 8288 links to the `first`, `prev`, `next` and `last` pages \
+             (those that exist), relative URLs that keep the other parameters",
+        ))
+        .build();
+    ok.headers.insert("Link".to_owned(), link.into());
 }
 
 fn add_common_errors(operation: &mut Operation) {

@@ -1,7 +1,7 @@
 //! The bid tracker's bids: list, place, read, delete. Bids are immutable: PUT and PATCH are 405.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_entry};
+use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_entry};
 use crate::routes::schemas::{bid_value_schema, id_schema};
 use crate::routes::{created_headers, path_id};
 use crate::store::{self, BidValue, NewBid as NewStoreBid, Resource, is_valid_id};
@@ -121,6 +121,7 @@ pub struct NewBid {
 )]
 pub async fn list_bids(
     State(state): State<AppState>,
+    uri: Uri,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
@@ -136,7 +137,7 @@ pub async fn list_bids(
         |out, bid| write_entry(out, &bid.id, &Bid::from(bid.clone())),
     )
     .enclosed("{", "}");
-    json_response(bids, total_count(total)).await
+    json_response(bids, list_headers(&uri, page, total)).await
 }
 
 /// Place a bid

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Deserializer};
 use utoipa::openapi::schema::Object;
@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::created_headers;
-use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_json};
+use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_json};
 use crate::routes::schemas::text_schema;
 use crate::store::{Book, BookChanges, BookFields, Resource};
 
@@ -150,6 +150,7 @@ fn check_body_id(body_id: Option<u64>, path_id: u64) -> Result<(), ApiError> {
 )]
 pub async fn list_books(
     State(state): State<AppState>,
+    uri: Uri,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
@@ -165,7 +166,7 @@ pub async fn list_books(
         write_json,
     )
     .enclosed("[", "]");
-    json_response(books, total_count(total)).await
+    json_response(books, list_headers(&uri, page, total)).await
 }
 
 /// Create a book

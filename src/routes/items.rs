@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
@@ -16,7 +16,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::bids::Bid;
 use crate::routes::listing::{
-    CHUNK, JsonSource, ListSource, Page, PageParams, json_response, total_count, write_json,
+    CHUNK, JsonSource, ListSource, Page, PageParams, json_response, list_headers, write_json,
 };
 use crate::routes::schemas::{bid_list_schema, id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
@@ -335,6 +335,7 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
 )]
 pub async fn list_items(
     State(state): State<AppState>,
+    uri: Uri,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
@@ -349,7 +350,7 @@ pub async fn list_items(
         written: 0,
         exhausted: false,
     };
-    json_response(items, total_count(total)).await
+    json_response(items, list_headers(&uri, page, total)).await
 }
 
 /// Create an item
@@ -498,6 +499,7 @@ pub async fn delete_item(
 pub async fn list_item_bids(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
+    uri: Uri,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
@@ -511,7 +513,7 @@ pub async fn list_item_bids(
     let bids = bids_source(&state.store, &id, page, BidDetail::Full)
         .starting_with(first)
         .enclosed("[", "]");
-    json_response(bids, total_count(item.bid_count)).await
+    json_response(bids, list_headers(&uri, page, item.bid_count)).await
 }
 
 /// An item's winning bid

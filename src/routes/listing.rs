@@ -17,7 +17,7 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -79,11 +79,106 @@ impl PageParams {
     }
 }
 
-/// The `X-Total-Count` header of a list.
-pub fn total_count(total: usize) -> HeaderMap {
+/// The headers of a list requested at `uri`: `X-Total-Count`, and for a page (a `limit` was
+/// asked for) an RFC 8288 `Link` to the `first`, `prev`, `next` and `last` pages, where they
+/// exist, as relative URLs that keep every other parameter where it was.
+pub fn list_headers(uri: &Uri, page: Page, total: usize) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("x-total-count", HeaderValue::from(total));
+    if page.limit != usize::MAX {
+        let links = PageLinks::new(page, total);
+        let target = |offset| page_uri(uri, offset);
+        let mut value = format!("<{}>; rel=\"first\"", target(0));
+        for (rel, offset) in [
+            ("prev", links.prev),
+            ("next", links.next),
+            ("last", Some(links.last)),
+        ] {
+            if let Some(offset) = offset {
+                value.push_str(&format!(", <{}>; rel=\"{rel}\"", target(offset)));
+            }
+        }
+        // Always valid: `page_uri` writes visible ASCII only.
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(header::LINK, value);
+        }
+    }
     headers
+}
+
+/// The offsets of the pages a page links to (the first page's is always 0).
+#[derive(Debug, PartialEq, Eq)]
+struct PageLinks {
+    prev: Option<usize>,
+    next: Option<usize>,
+    last: usize,
+}
+
+impl PageLinks {
+    /// Pages keep the stride of the one asked for: from `offset=5&limit=10`, `next` is 15 and
+    /// `last` the final page of that stride, so following `next` ends at `last`. Past the end,
+    /// `prev` is `last`.
+    fn new(page: Page, total: usize) -> Self {
+        let Page { offset, limit } = page;
+        let phase = offset % limit;
+        let last = if total > phase {
+            phase + (total - 1 - phase) / limit * limit
+        } else {
+            0
+        };
+        Self {
+            prev: (offset > 0).then(|| offset.saturating_sub(limit).min(last)),
+            next: offset.checked_add(limit).filter(|&next| next < total),
+            last,
+        }
+    }
+}
+
+/// `uri`'s path and query with `offset` set to `offset`, in place if it was there, else last.
+/// Characters that a URI in a `Link` header must not hold raw (`<`, `>`, `"`, spaces, controls,
+/// non-ASCII) are percent-encoded, so that the header stays well formed whatever the request.
+fn page_uri(uri: &Uri, offset: usize) -> String {
+    let mut out = String::new();
+    push_escaped(&mut out, uri.path());
+    let mut separator = '?';
+    let mut placed = false;
+    let pairs = uri.query().unwrap_or_default().split('&');
+    for pair in pairs.filter(|pair| !pair.is_empty()) {
+        let is_offset = url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .is_some_and(|(key, _)| key == "offset");
+        if is_offset && placed {
+            continue;
+        }
+        out.push(separator);
+        separator = '&';
+        if is_offset {
+            out.push_str(&format!("offset={offset}"));
+            placed = true;
+        } else {
+            push_escaped(&mut out, pair);
+        }
+    }
+    if !placed {
+        out.push(separator);
+        out.push_str(&format!("offset={offset}"));
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, text: &str) {
+    for byte in text.bytes() {
+        if byte.is_ascii_graphic()
+            && !matches!(
+                byte,
+                b'<' | b'>' | b'"' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+            )
+        {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
 }
 
 /// JSON text produced part by part.
@@ -295,6 +390,33 @@ mod tests {
             limit: 5,
         };
         assert_eq!(text(numbers(1000, page)).await.0, "[998,999]");
+    }
+
+    #[test]
+    fn page_links_keep_the_stride_of_the_page_asked_for() {
+        let links = |offset, limit, total| PageLinks::new(Page { offset, limit }, total);
+        let expect = |prev, next, last| PageLinks { prev, next, last };
+        assert_eq!(links(0, 10, 25), expect(None, Some(10), 20));
+        assert_eq!(links(10, 10, 25), expect(Some(0), Some(20), 20));
+        assert_eq!(links(20, 10, 25), expect(Some(10), None, 20));
+        // Out of step: pages from 5 go 5, 15; the one before 5 is the first ten.
+        assert_eq!(links(5, 10, 25), expect(Some(0), Some(15), 15));
+        // Past the end, `prev` is the last page; an empty list's only page is the first.
+        assert_eq!(links(1000, 10, 25), expect(Some(20), None, 20));
+        assert_eq!(links(0, 10, 0), expect(None, None, 0));
+        assert_eq!(links(usize::MAX, 1000, 3), expect(Some(0), None, 0));
+    }
+
+    #[test]
+    fn page_uris_change_only_the_offset_and_stay_well_formed() {
+        let uri = |text: &str, offset| page_uri(&text.parse::<Uri>().unwrap(), offset);
+        assert_eq!(uri("/books?limit=5", 10), "/books?limit=5&offset=10");
+        assert_eq!(uri("/books?offset=3&limit=5", 0), "/books?offset=0&limit=5");
+        // A percent-encoded `offset` is the same parameter; a repeat is dropped.
+        assert_eq!(uri("/b?off%73et=1&x=1&offset=2", 7), "/b?offset=7&x=1");
+        // What a URI should not hold raw (http lets some through) is encoded; what is encoded
+        // stays so.
+        assert_eq!(uri("/b?q=%3E&x={|}", 0), "/b?q=%3E&x=%7B%7C%7D&offset=0");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The things API: a read-only catalogue.
 
 use axum::extract::State;
+use axum::http::Uri;
 use axum::response::Response;
 use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
@@ -8,7 +9,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::routes::listing::{ListSource, PageParams, json_response, total_count, write_entry};
+use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_entry};
 use crate::routes::path_id;
 use crate::store::{Resource, Thing};
 
@@ -38,6 +39,7 @@ pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
 )]
 pub async fn list_things(
     State(state): State<AppState>,
+    uri: Uri,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
@@ -53,7 +55,7 @@ pub async fn list_things(
         |out, thing| write_entry(out, &thing.id, thing),
     )
     .enclosed("{", "}");
-    json_response(things, total_count(total)).await
+    json_response(things, list_headers(&uri, page, total)).await
 }
 
 /// Get a thing

@@ -1,7 +1,7 @@
 //! The bid tracker's users: list, create, read, upsert, delete, and the items a user bid on.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::listing::{
-    ListSource, Page, PageParams, json_response, total_count, write_entry, write_json,
+    ListSource, Page, PageParams, json_response, list_headers, write_entry, write_json,
 };
 use crate::routes::schemas::{id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
@@ -139,6 +139,7 @@ pub struct UserItems {
 )]
 pub async fn list_users(
     State(state): State<AppState>,
+    uri: Uri,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
@@ -159,7 +160,7 @@ pub async fn list_users(
         },
     )
     .enclosed("{", "}");
-    json_response(users, total_count(total)).await
+    json_response(users, list_headers(&uri, page, total)).await
 }
 
 /// Create a user

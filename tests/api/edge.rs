@@ -113,6 +113,7 @@ async fn cors_answers_preflights_and_simple_requests_for_allowed_origins_only() 
         .to_str()
         .unwrap();
     assert!(exposed.contains("x-total-count"), "{exposed}");
+    assert!(exposed.contains("link"), "{exposed}");
     // Error answers carry CORS headers too, so a browser can read the problem.
     let missing = client
         .get(server.url("/api/v1/books/999"))

@@ -123,6 +123,65 @@ async fn every_list_pages_and_counts_and_is_whole_without_parameters() {
     }
 }
 
+/// The `Link` header's targets by relation (RFC 8288: `<target>; rel="name"`, comma-separated).
+fn links(res: &crate::helpers::TestResponse) -> std::collections::BTreeMap<String, String> {
+    let link = regex::Regex::new(r#"<([^>]*)>; rel="([a-z]+)""#).unwrap();
+    let header = res.header("link").unwrap_or_default();
+    link.captures_iter(header)
+        .map(|c| (c[2].to_owned(), c[1].to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_paged_list_links_its_first_previous_next_and_last_pages() {
+    let app = TestApp::new().await;
+    for list in LISTS {
+        let whole = app.get(list).await;
+        assert_eq!(
+            whole.header("link"),
+            None,
+            "{list}: one page, nothing to link"
+        );
+        let all = listed(&whole);
+
+        // Following `next` from `first` reads the whole list, page by page, and ends at `last`.
+        let first = app.get(&format!("{list}?limit=2")).await;
+        let rel = links(&first);
+        assert_eq!(rel["first"], format!("{list}?limit=2&offset=0"), "{list}");
+        assert!(!rel.contains_key("prev"), "{list}: the first page has none");
+        let last = rel["last"].clone();
+        let mut read = listed(&first);
+        let mut next = rel.get("next").cloned();
+        let mut pages = 1;
+        while let Some(uri) = next {
+            let page = app.get(&uri).await;
+            page.assert_json(StatusCode::OK);
+            read.extend(listed(&page));
+            let rel = links(&page);
+            assert_eq!(rel["first"], format!("{list}?limit=2&offset=0"), "{uri}");
+            assert_eq!(rel["last"], last, "{uri}");
+            next = rel.get("next").cloned();
+            if next.is_none() {
+                assert_eq!(uri, last, "{list}: the page without `next` is `last`");
+            }
+            pages += 1;
+        }
+        assert_eq!(read, all, "{list}");
+        assert_eq!(pages, all.len().div_ceil(2), "{list}");
+
+        // Other parameters are kept, in their place; only the offset changes.
+        let middle = app.get(&format!("{list}?offset=1&limit=1")).await;
+        let rel = links(&middle);
+        assert_eq!(rel["prev"], format!("{list}?offset=0&limit=1"), "{list}");
+        let next = (all.len() > 2).then(|| format!("{list}?offset=2&limit=1"));
+        assert_eq!(rel.get("next"), next.as_ref(), "{list}");
+        // Past the end, `prev` leads back to the last page.
+        let past = app.get(&format!("{list}?limit=1&offset=1000")).await;
+        assert_eq!(links(&past)["prev"], links(&past)["last"], "{list}");
+        assert!(!links(&past).contains_key("next"), "{list}");
+    }
+}
+
 #[tokio::test]
 async fn lists_keep_the_original_trackers_wrappers() {
     let app = TestApp::new().await;
