@@ -116,7 +116,7 @@ pub struct NewBid {
             headers(("X-Total-Count" = usize, description = "Number of bids in all")),
             example = json!({"bid1": {"bid_id": "bid1", "bid": {"item": "item1", "value": 500.0, "user": "user1"}},
                              "bid2": {"bid_id": "bid2", "bid": {"item": "item1", "value": 1000.0, "user": "user2"}}})),
-        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_bids(

@@ -145,7 +145,7 @@ fn check_body_id(body_id: Option<u64>, path_id: u64) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "Books ordered by id", body = Vec<Book>,
             headers(("X-Total-Count" = usize, description = "Number of books in all"))),
-        (status = 400, description = "`limit` or `offset` out of range, or a query that is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, a parameter the list does not take, or a query that is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_books(

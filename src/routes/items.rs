@@ -330,7 +330,7 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
             headers(("X-Total-Count" = usize, description = "Number of items in all")),
             example = json!({"item1": {"item": {"name": "Item Nº 1", "winning": "bid2", "bids": ["bid1", "bid2"]}},
                              "item2": {"item": {"name": "Item Nº 2", "winning": null, "bids": []}}})),
-        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_items(
@@ -492,7 +492,7 @@ pub async fn delete_item(
     responses(
         (status = 200, description = "The item's bids in placing order", body = Vec<Bid>,
             headers(("X-Total-Count" = usize, description = "Number of the item's bids in all"))),
-        (status = 400, description = "The id is of the wrong form, or `limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is of the wrong form, `limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No item has this id", body = Problem, content_type = "application/problem+json"),
     )
 )]

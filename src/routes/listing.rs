@@ -32,9 +32,11 @@ pub const CHUNK: usize = 256;
 /// Largest `limit` a list request may ask for.
 pub const MAX_PAGE: usize = 1000;
 
-/// Paging of a list: every list takes it.
+/// Paging of a list: every list takes it, and no other parameter (an unknown one is a 400
+/// naming it, never silently ignored).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PageParams {
     /// How many records to return at most (1–1000); all when absent.
     #[param(minimum = 1, maximum = 1000)]

@@ -34,7 +34,7 @@ pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
         (status = 200, description = "Every thing, keyed by id", body = std::collections::BTreeMap<String, Thing>,
             headers(("X-Total-Count" = usize, description = "Number of things in all")),
             example = json!({"1": {"id": "1", "name": "Thing 1", "description": "The first thing."}})),
-        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_things(

@@ -134,7 +134,7 @@ pub struct UserItems {
         (status = 200, description = "Users keyed by id", body = std::collections::BTreeMap<String, UserEntry>,
             headers(("X-Total-Count" = usize, description = "Number of users in all")),
             example = json!({"user1": {"name": "Albert"}, "user2": {"name": "Berry"}})),
-        (status = 400, description = "`limit` or `offset` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_users(

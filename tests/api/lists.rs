@@ -108,17 +108,22 @@ async fn every_list_pages_and_counts_and_is_whole_without_parameters() {
         let past = app.get(&format!("{list}?offset=100000000000")).await;
         past.assert_json(StatusCode::OK);
         assert_eq!(listed(&past).len(), 0);
-        for bad in [
-            "limit=0",
-            "limit=1001",
-            "offset=-1",
-            "limit=x",
-            "offset=1.5",
+        // A bad value, or a parameter the list does not take, is a 400 naming it: never
+        // silently ignored (before, `?author=x` answered the whole list).
+        for (bad, named) in [
+            ("limit=0", "limit"),
+            ("limit=1001", "limit"),
+            ("offset=-1", "offset"),
+            ("limit=x", "limit"),
+            ("offset=1.5", "offset"),
+            ("author=Martin%20Fowler", "author"),
+            ("limit=1&pgae=2", "pgae"),
         ] {
             let uri = format!("{list}?{bad}");
-            app.get(&uri)
-                .await
-                .assert_problem(StatusCode::BAD_REQUEST, list);
+            let res = app.get(&uri).await;
+            res.assert_problem(StatusCode::BAD_REQUEST, list);
+            let detail = res.body["detail"].as_str().unwrap();
+            assert!(detail.contains(named), "{uri}: {detail}");
         }
     }
 }
