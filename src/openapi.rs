@@ -1,6 +1,7 @@
 //! The OpenAPI document: its fixed parts (info, tags, shared schemas) and the finishing pass that
 //! sets the relative server URL and documents the errors every operation can meet.
 
+use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, Type};
@@ -76,8 +77,10 @@ pub fn base() -> Spec {
 pub fn finish(mut spec: Spec, prefix: &str) -> Spec {
     let url = if prefix.is_empty() { "/" } else { prefix };
     spec.servers = Some(vec![Server::new(url)]);
+    add_shared_errors(&mut spec);
     for (path, item) in spec.paths.paths.iter_mut() {
-        if ops::PATHS.contains(&path.as_str()) {
+        let is_probe = ops::PATHS.contains(&path.as_str());
+        if is_probe {
             item.servers = Some(vec![Server::new("/")]);
         }
         let operations = [
@@ -88,7 +91,7 @@ pub fn finish(mut spec: Spec, prefix: &str) -> Spec {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
-            add_common_errors(operation);
+            add_common_errors(operation, is_probe);
             add_paging_links(operation);
         }
     }
@@ -114,43 +117,218 @@ fn add_paging_links(operation: &mut Operation) {
     ok.headers.insert("Link".to_owned(), link.into());
 }
 
-fn add_common_errors(operation: &mut Operation) {
+/// An error response declared once under `#/components/responses`, with an example of its own.
+struct SharedError {
+    status: &'static str,
+    name: &'static str,
+    title: &'static str,
+    /// What the component says; each operation's reference says it in its own words.
+    description: &'static str,
+    example_detail: &'static str,
+    /// A header the answer carries, and what it says.
+    header: Option<(&'static str, &'static str)>,
+}
+
+const fn shared(
+    status: &'static str,
+    name: &'static str,
+    title: &'static str,
+    description: &'static str,
+    example_detail: &'static str,
+) -> SharedError {
+    SharedError {
+        status,
+        name,
+        title,
+        description,
+        example_detail,
+        header: None,
+    }
+}
+
+const RETRY_AFTER: (&str, &str) = (
+    "Retry-After",
+    "Seconds to wait before trying again (absent when waiting would not help)",
+);
+
+/// Every error status an operation documents.
+const SHARED_ERRORS: [SharedError; 12] = [
+    shared(
+        "400",
+        "BadRequest",
+        "Bad Request",
+        "A parameter or the body cannot be read",
+        "limit must be from 1 to 1000, got 0",
+    ),
+    shared(
+        "403",
+        "Forbidden",
+        "Forbidden",
+        "The key is missing or wrong",
+        "a valid server key is required",
+    ),
+    shared(
+        "404",
+        "NotFound",
+        "Not Found",
+        "No record has this id",
+        "book 42 does not exist",
+    ),
+    SharedError {
+        header: Some(("Allow", "The methods the path takes, comma-separated")),
+        ..shared(
+            "405",
+            "MethodNotAllowed",
+            "Method Not Allowed",
+            "The path does not take the request's method; `Allow` lists those it takes",
+            "DELETE is not allowed here; allowed: GET,HEAD",
+        )
+    },
+    shared(
+        "408",
+        "RequestTimeout",
+        "Request Timeout",
+        "The request took longer than `REQUEST_TIMEOUT_SECS`",
+        "the request took longer than 30 s",
+    ),
+    shared(
+        "413",
+        "ContentTooLarge",
+        "Payload Too Large",
+        "The body is larger than `MAX_BODY_BYTES`",
+        "the body is larger than 65536 bytes",
+    ),
+    shared(
+        "415",
+        "UnsupportedMediaType",
+        "Unsupported Media Type",
+        "The body is not sent as JSON",
+        "send the body as application/json",
+    ),
+    shared(
+        "422",
+        "UnprocessableContent",
+        "Unprocessable Entity",
+        "A field is missing, of the wrong type, unknown or breaks a rule",
+        "the body has invalid fields",
+    ),
+    SharedError {
+        header: Some(RETRY_AFTER),
+        ..shared(
+            "429",
+            "TooManyRequests",
+            "Too Many Requests",
+            "Only when `RATE_LIMIT_PER_SECOND` is set: this client sent more than its share",
+            "too many requests from this address",
+        )
+    },
+    shared(
+        "500",
+        "InternalServerError",
+        "Internal Server Error",
+        "Internal error; the body says nothing more",
+        "the server met an internal error",
+    ),
+    SharedError {
+        header: Some(RETRY_AFTER),
+        ..shared(
+            "503",
+            "ServiceUnavailable",
+            "Service Unavailable",
+            "The server cannot serve this now (the database is unreachable, or shutting down)",
+            "the database is unavailable: the connection to the database failed",
+        )
+    },
+    shared(
+        "507",
+        "InsufficientStorage",
+        "Insufficient Storage",
+        "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored",
+        "the store holds its maximum of 250000 books; delete some before adding more",
+    ),
+];
+
+/// Adds the shared error responses to the document's components.
+fn add_shared_errors(spec: &mut Spec) {
+    let components = spec.components.get_or_insert_with(Default::default);
+    for error in &SHARED_ERRORS {
+        let status: u16 = error.status.parse().expect("a status code");
+        let example = json!({
+            "type": "about:blank",
+            "title": error.title,
+            "status": status,
+            "detail": error.example_detail,
+            "instance": "/api/v1/books/42",
+            "request_id": "0b6e1f0c-7a3e-4c2b-9a57-1d5f0e2a8c31",
+        });
+        let mut content = Content::new(Some(Ref::from_schema_name("Problem")));
+        content.example = Some(example);
+        let mut response = ResponseBuilder::new()
+            .description(error.description)
+            .content(PROBLEM_JSON, content);
+        if let Some((name, description)) = error.header {
+            let header = HeaderBuilder::new()
+                .schema(Some(Object::with_type(Type::String)))
+                .description(Some(description))
+                .build();
+            response = response.header(name, header);
+        }
+        components
+            .responses
+            .insert(error.name.to_owned(), response.build().into());
+    }
+}
+
+/// Errors that the middleware, not the handler, can answer, added to each operation they can
+/// happen to; then every error response becomes a reference to its shared declaration, keeping
+/// the operation's own description.
+fn add_common_errors(operation: &mut Operation, is_probe: bool) {
     let has_body = operation.request_body.is_some();
     let has_params = operation
         .parameters
         .as_ref()
         .is_some_and(|params| !params.is_empty());
-    let mut errors = vec![
-        ("408", "The request took longer than `REQUEST_TIMEOUT_SECS`"),
-        ("500", "Internal error; the body says nothing more"),
-    ];
+    let reads_store = operation.tags.as_ref().is_some_and(|tags| {
+        tags.iter().any(|tag| {
+            [books::TAG, users::TAG, items::TAG, bids::TAG, things::TAG].contains(&tag.as_str())
+        })
+    });
+    let mut errors = vec!["405", "408", "500"];
+    if !is_probe {
+        errors.push("429");
+    }
+    if reads_store {
+        errors.push("503");
+    }
     if has_params || has_body {
-        errors.push(("400", "A parameter or the body cannot be read"));
+        errors.push("400");
     }
     if has_body {
-        errors.extend([
-            ("413", "The body is larger than `MAX_BODY_BYTES`"),
-            ("415", "The body is not sent as JSON"),
-            (
-                "422",
-                "A field is missing, of the wrong type, unknown or breaks a rule",
-            ),
-        ]);
+        errors.extend(["413", "415", "422"]);
     }
-    for (status, description) in errors {
+    for status in errors {
         operation
             .responses
             .responses
             .entry(status.to_owned())
             .or_insert_with(|| {
+                let error = shared_error(status).expect("a shared error");
                 ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        PROBLEM_JSON,
-                        Content::new(Some(Ref::from_schema_name("Problem"))),
-                    )
+                    .description(error.description)
                     .build()
                     .into()
             });
     }
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let (Some(error), RefOr::T(inline)) = (shared_error(status), &*response) else {
+            continue;
+        };
+        let mut shared = Ref::from_response_name(error.name);
+        shared.description = inline.description.clone();
+        *response = shared.into();
+    }
+}
+
+fn shared_error(status: &str) -> Option<&'static SharedError> {
+    SHARED_ERRORS.iter().find(|error| error.status == status)
 }

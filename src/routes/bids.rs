@@ -10,7 +10,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_entry};
 use crate::routes::schemas::{bid_value_schema, id_schema};
@@ -116,7 +116,7 @@ pub struct NewBid {
             headers(("X-Total-Count" = usize, description = "Number of bids in all")),
             example = json!({"bid1": {"bid_id": "bid1", "bid": {"item": "item1", "value": 500.0, "user": "user1"}},
                              "bid2": {"bid_id": "bid2", "bid": {"item": "item1", "value": 1000.0, "user": "user2"}}})),
-        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take"),
     )
 )]
 pub async fn list_bids(
@@ -153,8 +153,8 @@ pub async fn list_bids(
     responses(
         (status = 201, description = "The bid as placed", body = Bid,
             headers(("Location" = String, description = "URL of the new bid"))),
-        (status = 422, description = "A field is invalid, or the user or item does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the user or item does not exist"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored"),
     )
 )]
 pub async fn place_bid(
@@ -183,6 +183,9 @@ pub async fn place_bid(
 }
 
 /// Get a bid
+///
+/// The bid with this id, in the original tracker's shape (`bid_id` and a `bid` object). Bids
+/// never change once placed; a deleted bid, or one whose user or item was deleted, is 404.
 #[utoipa::path(
     get,
     path = "/bids/{bid_id}",
@@ -190,7 +193,7 @@ pub async fn place_bid(
     params(BidPath),
     responses(
         (status = 200, description = "The bid", body = Bid),
-        (status = 404, description = "No bid has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No bid has this id"),
     )
 )]
 pub async fn get_bid(
@@ -211,7 +214,7 @@ pub async fn get_bid(
     params(BidPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No bid has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No bid has this id"),
     )
 )]
 pub async fn delete_bid(

@@ -12,7 +12,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::created_headers;
 use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_json};
@@ -145,7 +145,7 @@ fn check_body_id(body_id: Option<u64>, path_id: u64) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "Books ordered by id", body = Vec<Book>,
             headers(("X-Total-Count" = usize, description = "Number of books in all"))),
-        (status = 400, description = "`limit` or `offset` out of range, a parameter the list does not take, or a query that is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, a parameter the list does not take, or a query that is not UTF-8 once percent-decoded"),
     )
 )]
 pub async fn list_books(
@@ -180,8 +180,8 @@ pub async fn list_books(
     responses(
         (status = 201, description = "The new book", body = Book,
             headers(("Location" = String, description = "URL of the new book"))),
-        (status = 422, description = "A field is missing, of the wrong type, unknown or breaks a rule", body = Problem, content_type = "application/problem+json"),
-        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, of the wrong type, unknown or breaks a rule"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored"),
     )
 )]
 pub async fn create_book(
@@ -195,6 +195,8 @@ pub async fn create_book(
 }
 
 /// Get a book
+///
+/// The book with this id, as stored. Ids are never reused, so a deleted book stays 404.
 #[utoipa::path(
     get,
     path = "/books/{id}",
@@ -202,7 +204,7 @@ pub async fn create_book(
     params(BookPath),
     responses(
         (status = 200, description = "The book", body = Book),
-        (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No book has this id"),
     )
 )]
 pub async fn get_book(
@@ -224,8 +226,8 @@ pub async fn get_book(
     request_body = BookReplacement,
     responses(
         (status = 200, description = "The book as replaced", body = Book),
-        (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No book has this id"),
+        (status = 422, description = "A field is invalid, or the body's id differs from the path's"),
     )
 )]
 pub async fn replace_book(
@@ -250,8 +252,8 @@ pub async fn replace_book(
     request_body(content((BookPatch = "application/json"), (BookPatch = "application/merge-patch+json"))),
     responses(
         (status = 200, description = "The book as updated", body = Book),
-        (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No book has this id"),
+        (status = 422, description = "A field is invalid, or the body's id differs from the path's"),
     )
 )]
 pub async fn update_book(
@@ -279,7 +281,7 @@ pub async fn update_book(
     params(BookPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No book has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No book has this id"),
     )
 )]
 pub async fn delete_book(

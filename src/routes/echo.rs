@@ -15,7 +15,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiQuery, has_json_content_type, parse_json};
 
 /// OpenAPI tag of these routes.
@@ -119,9 +119,9 @@ fn header_key(headers: &HeaderMap) -> Option<&str> {
     security(("server_key_header" = []), ("server_key_query" = [])),
     responses(
         (status = 200, description = "The message, sent back", body = Echo),
-        (status = 400, description = "No `message` parameter, or a query that is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key is missing or wrong", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The server has no SECRET_KEY configured", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "No `message` parameter, or a query that is not UTF-8 once percent-decoded"),
+        (status = 403, description = "The key is missing or wrong"),
+        (status = 503, description = "The server has no SECRET_KEY configured"),
     )
 )]
 pub async fn echo_get(
@@ -154,10 +154,10 @@ pub async fn echo_get(
     security(("server_key_header" = []), ("server_key_query" = []), ()),
     responses(
         (status = 200, description = "The message, sent back", body = Echo),
-        (status = 400, description = "The body is not valid JSON, or not UTF-8 text; or the query is not UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key is missing or wrong", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is neither JSON nor text/plain", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The server has no SECRET_KEY configured", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not valid JSON, or not UTF-8 text; or the query is not UTF-8 once percent-decoded"),
+        (status = 403, description = "The key is missing or wrong"),
+        (status = 415, description = "The body is neither JSON nor text/plain"),
+        (status = 503, description = "The server has no SECRET_KEY configured"),
     )
 )]
 pub async fn echo_post(

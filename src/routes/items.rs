@@ -12,7 +12,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::bids::Bid;
 use crate::routes::listing::{
@@ -330,7 +330,7 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
             headers(("X-Total-Count" = usize, description = "Number of items in all")),
             example = json!({"item1": {"item": {"name": "Item Nº 1", "winning": "bid2", "bids": ["bid1", "bid2"]}},
                              "item2": {"item": {"name": "Item Nº 2", "winning": null, "bids": []}}})),
-        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take"),
     )
 )]
 pub async fn list_items(
@@ -366,7 +366,7 @@ pub async fn list_items(
         (status = 201, description = "The new item, without bids", body = Item,
             headers(("Location" = String, description = "URL of the new item")),
             example = json!({"item_id": "item3", "item": {"name": "Item Nº 3", "winning": null, "bids": []}})),
-        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored"),
     )
 )]
 pub async fn create_item(
@@ -394,8 +394,8 @@ pub async fn create_item(
     ),
     responses(
         (status = 200, description = "The item", body = Item),
-        (status = 400, description = "The id or a flag is of the wrong form", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No item has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id or a flag is of the wrong form"),
+        (status = 404, description = "No item has this id"),
     )
 )]
 pub async fn get_item(
@@ -432,8 +432,8 @@ pub async fn get_item(
         (status = 200, description = "The item, renamed, with its bids", body = Item),
         (status = 201, description = "The item, created", body = Item,
             headers(("Location" = String, description = "URL of the new item"))),
-        (status = 422, description = "The name is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
-        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The name is invalid, or the body's id differs from the path's"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored"),
     )
 )]
 pub async fn put_item(
@@ -468,7 +468,7 @@ pub async fn put_item(
     params(ItemPath),
     responses(
         (status = 204, description = "Deleted, with its bids"),
-        (status = 404, description = "No item has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No item has this id"),
     )
 )]
 pub async fn delete_item(
@@ -492,8 +492,8 @@ pub async fn delete_item(
     responses(
         (status = 200, description = "The item's bids in placing order", body = Vec<Bid>,
             headers(("X-Total-Count" = usize, description = "Number of the item's bids in all"))),
-        (status = 400, description = "The id is of the wrong form, `limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No item has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is of the wrong form, `limit` or `offset` out of range, or a parameter the list does not take"),
+        (status = 404, description = "No item has this id"),
     )
 )]
 pub async fn list_item_bids(
@@ -526,7 +526,7 @@ pub async fn list_item_bids(
     params(ItemPath),
     responses(
         (status = 200, description = "The winning bid", body = Bid),
-        (status = 404, description = "No item has this id, or it has no bids", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No item has this id, or it has no bids"),
     )
 )]
 pub async fn get_winning_bid(

@@ -8,7 +8,7 @@ use axum::routing::get;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::{AppState, metrics};
 
 /// OpenAPI tag of these routes.
@@ -58,7 +58,7 @@ pub async fn healthz() -> axum::Json<ProbeStatus> {
     responses(
         (status = 200, description = "Ready to take traffic", body = ProbeStatus,
             example = json!({"status": "ready"})),
-        (status = 503, description = "Shutting down, or the database is unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Shutting down, or the database is unreachable"),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<ProbeStatus>, ApiError> {

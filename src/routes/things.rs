@@ -7,7 +7,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_entry};
 use crate::routes::path_id;
@@ -34,7 +34,7 @@ pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
         (status = 200, description = "Every thing, keyed by id", body = std::collections::BTreeMap<String, Thing>,
             headers(("X-Total-Count" = usize, description = "Number of things in all")),
             example = json!({"1": {"id": "1", "name": "Thing 1", "description": "The first thing."}})),
-        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take"),
     )
 )]
 pub async fn list_things(
@@ -59,6 +59,8 @@ pub async fn list_things(
 }
 
 /// Get a thing
+///
+/// The thing with this id, from the read-only catalogue seeded from `things.json`.
 #[utoipa::path(
     get,
     path = "/things/{id}",
@@ -66,8 +68,8 @@ pub async fn list_things(
     params(("id" = String, Path, description = "Thing id", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "The thing", body = Thing),
-        (status = 400, description = "The id is not of the allowed form", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No thing has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not of the allowed form"),
+        (status = 404, description = "No thing has this id"),
     )
 )]
 pub async fn get_thing(

@@ -10,7 +10,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::listing::{
     ListSource, Page, PageParams, json_response, list_headers, write_entry, write_json,
@@ -134,7 +134,7 @@ pub struct UserItems {
         (status = 200, description = "Users keyed by id", body = std::collections::BTreeMap<String, UserEntry>,
             headers(("X-Total-Count" = usize, description = "Number of users in all")),
             example = json!({"user1": {"name": "Albert"}, "user2": {"name": "Berry"}})),
-        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take"),
     )
 )]
 pub async fn list_users(
@@ -175,7 +175,7 @@ pub async fn list_users(
     responses(
         (status = 201, description = "The new user", body = User,
             headers(("Location" = String, description = "URL of the new user"))),
-        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored"),
     )
 )]
 pub async fn create_user(
@@ -191,6 +191,9 @@ pub async fn create_user(
 }
 
 /// Get a user
+///
+/// The user with this id and their name. The items they bid on are at
+/// `/users/{user_id}/items`.
 #[utoipa::path(
     get,
     path = "/users/{user_id}",
@@ -198,7 +201,7 @@ pub async fn create_user(
     params(UserPath),
     responses(
         (status = 200, description = "The user", body = User),
-        (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No user has this id"),
     )
 )]
 pub async fn get_user(
@@ -222,8 +225,8 @@ pub async fn get_user(
         (status = 200, description = "The user, renamed", body = User),
         (status = 201, description = "The user, created", body = User,
             headers(("Location" = String, description = "URL of the new user"))),
-        (status = 422, description = "The name is invalid, or the body's id differs from the path's", body = Problem, content_type = "application/problem+json"),
-        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The name is invalid, or the body's id differs from the path's"),
+        (status = 507, description = "The store holds `MAX_RECORDS_PER_RESOURCE` of these already; nothing was stored"),
     )
 )]
 pub async fn put_user(
@@ -254,7 +257,7 @@ pub async fn put_user(
     params(UserPath),
     responses(
         (status = 204, description = "Deleted, with their bids"),
-        (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No user has this id"),
     )
 )]
 pub async fn delete_user(
@@ -276,7 +279,7 @@ pub async fn delete_user(
     params(UserPath),
     responses(
         (status = 200, description = "The user and their items", body = UserItems),
-        (status = 404, description = "No user has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No user has this id"),
     )
 )]
 pub async fn get_user_items(

@@ -181,26 +181,63 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
     }
 }
 
+/// What `#/components/responses/…` a response refers to.
+fn component<'a>(spec: &'a Value, response: &Value) -> &'a Value {
+    let location = response["$ref"].as_str().unwrap_or_default();
+    let name = location
+        .strip_prefix("#/components/responses/")
+        .unwrap_or_else(|| panic!("not a shared response: {response}"));
+    &spec["components"]["responses"][name]
+}
+
 #[tokio::test]
-async fn every_operation_documents_its_errors_as_problems() {
+async fn every_operation_documents_its_errors_as_shared_problems_with_their_own_examples() {
     let app = TestApp::new().await;
     let spec = app.get("/api/v1/openapi.json").await.body;
+    let mut operations = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
+        let is_probe = item.get("servers").is_some();
         for (method, op) in item.as_object().unwrap() {
             if method == "servers" {
                 continue;
             }
+            operations += 1;
             let summary = op["summary"].as_str().unwrap_or("");
             assert!(!summary.is_empty(), "{method} {path} has a summary");
+            let description = op["description"].as_str().unwrap_or("");
+            assert!(!description.is_empty(), "{method} {path} has a description");
             let responses = op["responses"].as_object().unwrap();
-            assert!(responses.contains_key("500"), "{method} {path}");
+            for status in ["405", "500"] {
+                assert!(responses.contains_key(status), "{method} {path} {status}");
+            }
+            // Rate limiting and the store are not in front of the probes.
+            assert_eq!(responses.contains_key("429"), !is_probe, "{method} {path}");
             for (status, response) in responses {
-                if status.starts_with('4') || status.starts_with('5') {
-                    assert_eq!(
-                        response["content"]["application/problem+json"]["schema"]["$ref"],
-                        "#/components/schemas/Problem",
-                        "{method} {path} {status}"
-                    );
+                if !(status.starts_with('4') || status.starts_with('5')) {
+                    continue;
+                }
+                // Declared once under components, referred to with this operation's own words.
+                let shared = component(&spec, response);
+                let what = format!("{method} {path} {status}");
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{what}"
+                );
+                let content = &shared["content"]["application/problem+json"];
+                assert_eq!(
+                    content["schema"]["$ref"], "#/components/schemas/Problem",
+                    "{what}"
+                );
+                assert_eq!(content["example"]["status"].to_string(), *status, "{what}");
+                let header = match status.as_str() {
+                    "405" => Some("Allow"),
+                    "429" | "503" => Some("Retry-After"),
+                    _ => None,
+                };
+                if let Some(header) = header {
+                    assert!(shared["headers"][header].is_object(), "{what} {header}");
                 }
             }
             if op.get("requestBody").is_some() {
@@ -210,9 +247,16 @@ async fn every_operation_documents_its_errors_as_problems() {
             }
         }
     }
+    assert!(operations >= 31, "{operations}");
     let books_item = &spec["paths"]["/books/{id}"];
     assert!(books_item["get"]["responses"]["404"].is_object());
     assert!(books_item["get"]["responses"]["400"].is_object());
+    assert_eq!(
+        books_item["get"]["responses"]["404"]["description"],
+        "No book has this id"
+    );
+    // Stores that can be unreachable (PostgreSQL) answer 503 on every operation that reads one.
+    assert!(books_item["get"]["responses"]["503"].is_object());
 }
 
 #[tokio::test]
