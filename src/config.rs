@@ -476,7 +476,7 @@ fn normalize_prefix(value: &str) -> Result<String, String> {
         let prefix = format!("/{trimmed}");
         // The operations endpoints sit at the root, beside the prefix: the index at the prefix
         // itself would take their place.
-        if crate::routes::ops::PATHS.contains(&prefix.as_str()) {
+        if crate::routes::ops::paths().contains(&prefix) {
             return Err(format!(
                 "{prefix} is an operations endpoint; choose another prefix, such as /api/v1"
             ));

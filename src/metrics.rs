@@ -7,16 +7,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
+use axum::response::Response;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
-use crate::AppState;
-use crate::error::ApiError;
+use crate::store::RecordCounts;
 
 /// Latency buckets in seconds: sub-millisecond in-memory answers up to the 10 s default timeout.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -132,6 +131,22 @@ impl Metrics {
         self.0.tls_not_after.set(unix_seconds as f64);
     }
 
+    /// Sets the records-per-resource gauges to `counts`.
+    pub fn set_record_counts(&self, counts: &RecordCounts) {
+        for (resource, count) in [
+            ("books", counts.books),
+            ("users", counts.users),
+            ("items", counts.items),
+            ("bids", counts.bids),
+            ("things", counts.things),
+        ] {
+            self.0
+                .records
+                .with_label_values(&[resource])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
@@ -200,47 +215,4 @@ impl Drop for Timing {
     fn drop(&mut self) {
         self.metrics.0.in_flight.dec();
     }
-}
-
-/// Prometheus metrics
-///
-/// Request counts and latencies by route, requests in flight, echo key failures, records per
-/// resource, process metrics and, with HTTPS, the certificate's expiry. Prometheus text format.
-/// Never under the API prefix.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = crate::routes::ops::TAG,
-    responses((status = 200, description = "Metrics in Prometheus text format",
-        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
-)]
-pub async fn serve_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let metrics = &state.metrics;
-    // Without the database the counts keep their last values: the rest of the metrics (the
-    // 503s among them) matter most exactly then.
-    match state.store.counts().await {
-        Ok(counts) => {
-            for (resource, count) in [
-                ("books", counts.books),
-                ("users", counts.users),
-                ("items", counts.items),
-                ("bids", counts.bids),
-                ("things", counts.things),
-            ] {
-                metrics
-                    .0
-                    .records
-                    .with_label_values(&[resource])
-                    .set(i64::try_from(count).unwrap_or(i64::MAX));
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "records not counted for /metrics"),
-    }
-    let text = metrics.render().map_err(|e| ApiError::Internal(e.into()))?;
-    let mut response = text.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    Ok(response)
 }

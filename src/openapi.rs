@@ -10,7 +10,6 @@ use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, ResponseBuilder, Ser
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
-use crate::metrics;
 use crate::routes::{bids, books, echo, index, items, ops, things, users};
 
 #[derive(OpenApi)]
@@ -31,7 +30,6 @@ catalogue in one server. Every error is an RFC 9457 problem (`application/proble
         (name = things::TAG, description = "A read-only catalogue of things"),
         (name = ops::TAG, description = "Probes for orchestrators, served at the root, never under the prefix"),
     ),
-    paths(ops::healthz, ops::readyz, metrics::serve_metrics),
     components(schemas(Problem, FieldError)),
     modifiers(&EchoKeySchemes)
 )]
@@ -78,8 +76,9 @@ pub fn finish(mut spec: Spec, prefix: &str) -> Spec {
     let url = if prefix.is_empty() { "/" } else { prefix };
     spec.servers = Some(vec![Server::new(url)]);
     add_shared_errors(&mut spec);
+    let probes = ops::paths();
     for (path, item) in spec.paths.paths.iter_mut() {
-        let is_probe = ops::PATHS.contains(&path.as_str());
+        let is_probe = probes.contains(path);
         if is_probe {
             item.servers = Some(vec![Server::new("/")]);
         }

@@ -48,6 +48,10 @@ pub fn router(prefix: &str) -> Router<AppState> {
         }
         documented = documented.routes(route);
     }
+    // The operations endpoints are in the document, served beside the APIs (see `ops`).
+    for route in ops::routes() {
+        documented = documented.routes(route);
+    }
     let (_, spec) = documented.split_for_parts();
     let spec = openapi::finish(spec, prefix);
     let spec_url = format!("{prefix}/openapi.json");

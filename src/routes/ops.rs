@@ -1,29 +1,46 @@
-//! Operations endpoints, never under the API prefix: liveness, readiness and metrics.
+//! Operations endpoints, never under the API prefix: liveness, readiness and metrics. Listed once,
+//! in [`routes`]: the router, the OpenAPI document and the check that the API prefix is none of
+//! their paths all read it.
 
 use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::router::UtoipaMethodRouter;
+use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, metrics};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "operations";
 
-/// The routes here, for the spec, which serves them from the origin's root rather than under
-/// the API prefix.
-pub const PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+/// `/healthz`, `/readyz` and `/metrics`, with their OpenAPI operations.
+pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
+    vec![routes!(healthz), routes!(readyz), routes!(serve_metrics)]
+}
 
-/// `/healthz`, `/readyz` and `/metrics`.
+/// The paths of [`routes`].
+pub fn paths() -> Vec<String> {
+    routes()
+        .iter()
+        .flat_map(|route| route.1.paths.keys().cloned())
+        .collect()
+}
+
+/// The operations endpoints, served from the origin's root rather than under the API prefix.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::serve_metrics))
+    let mut router = Router::new();
+    for route in routes() {
+        for path in route.1.paths.keys() {
+            router = router.route(path, route.2.clone());
+        }
+    }
+    router
 }
 
 /// The body of a successful probe.
@@ -69,4 +86,35 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<ProbeSta
     }
     state.store.ping().await?;
     Ok(axum::Json(ProbeStatus { status: "ready" }))
+}
+
+/// Prometheus metrics
+///
+/// Request counts and latencies by route, requests in flight, echo key failures, records per
+/// resource, process metrics and, with HTTPS, the certificate's expiry. Prometheus text format.
+/// Never under the API prefix.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = TAG,
+    responses((status = 200, description = "Metrics in Prometheus text format",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
+)]
+pub async fn serve_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // Without the database the counts keep their last values: the rest of the metrics (the
+    // 503s among them) matter most exactly then.
+    match state.store.counts().await {
+        Ok(counts) => state.metrics.set_record_counts(&counts),
+        Err(e) => tracing::warn!(error = %e, "records not counted for /metrics"),
+    }
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }
