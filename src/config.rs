@@ -17,6 +17,133 @@ use base64::Engine;
 use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
+/// Every environment variable the server reads: its name, its default as `--help` shows it
+/// (`None`: unset), and what it does, in a line. Tests hold it to [`Config::from_lookup`]: every
+/// variable read is here, and each default here is the one applied.
+pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
+    (
+        "HOST",
+        Some("0.0.0.0"),
+        "bind address (an IP address, or localhost)",
+    ),
+    ("PORT", Some("8080"), "TCP port, 0 to 65535 (0: a free one)"),
+    (
+        "API_PREFIX",
+        Some("/api/v1"),
+        "prefix of every API route (\"\": the root)",
+    ),
+    (
+        "DATA_DIR",
+        Some("./data"),
+        "folder of books.json, auction.json and things.json",
+    ),
+    (
+        "RUST_LOG",
+        Some("info"),
+        "log filter (tracing EnvFilter syntax)",
+    ),
+    ("LOG_FORMAT", Some("text"), "text or json"),
+    (
+        "MAX_BODY_BYTES",
+        Some("65536"),
+        "largest request body; larger is 413",
+    ),
+    (
+        "REQUEST_TIMEOUT_SECS",
+        Some("10"),
+        "longest a request may take; longer is 408",
+    ),
+    (
+        "HEADER_READ_TIMEOUT_SECS",
+        Some("10"),
+        "time a client has to send its request headers",
+    ),
+    (
+        "WRITE_TIMEOUT_SECS",
+        Some("20"),
+        "time a client has to read what is written to it",
+    ),
+    (
+        "MAX_CONNECTIONS",
+        Some("1024"),
+        "most connections open at once",
+    ),
+    (
+        "SECRET_KEY",
+        None,
+        "the echo API's shared key (unset: echo answers 503)",
+    ),
+    (
+        "CORS_ALLOWED_ORIGINS",
+        None,
+        "comma-separated origins, or *",
+    ),
+    (
+        "RATE_LIMIT_PER_SECOND",
+        Some("0"),
+        "requests per second per client IP (0: off)",
+    ),
+    (
+        "RATE_LIMIT_BURST",
+        Some("0"),
+        "requests a client may send at once (0: a second's worth)",
+    ),
+    (
+        "MAX_RECORDS_PER_RESOURCE",
+        Some("250000"),
+        "most books, users, items and bids, each",
+    ),
+    (
+        "TLS_CERT_PATH",
+        None,
+        "PEM certificate chain: with TLS_KEY_PATH, serve HTTPS",
+    ),
+    ("TLS_KEY_PATH", None, "PEM private key for TLS_CERT_PATH"),
+    (
+        "TLS_SELF_SIGNED",
+        Some("false"),
+        "true: HTTPS with a certificate made at start-up",
+    ),
+    (
+        "DATABASE_URL",
+        None,
+        "postgres://…: keep records in PostgreSQL instead of memory",
+    ),
+    (
+        "DATABASE_MAX_CONNECTIONS",
+        Some("16"),
+        "connections in the pool, per replica",
+    ),
+    (
+        "DATABASE_STATEMENT_TIMEOUT_SECS",
+        Some("5"),
+        "longest one statement, or a wait for a connection",
+    ),
+    (
+        "DATABASE_STARTUP_TIMEOUT_SECS",
+        Some("30"),
+        "how long start-up retries the database",
+    ),
+];
+
+/// The environment variables and their defaults, for `--help`.
+pub fn settings_help() -> String {
+    let width = SETTINGS
+        .iter()
+        .map(|(name, ..)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut help = String::from(
+        "Environment (also read from a .env file in the working directory; the README's \
+         Configuration section has the ranges):\n",
+    );
+    for (name, default, meaning) in SETTINGS {
+        let default = default.map_or("unset".to_owned(), |value| format!("default {value}"));
+        help.push_str(&format!("  {name:width$}  {meaning} [{default}]\n"));
+    }
+    help
+}
+
 /// The server's configuration, built by [`Config::from_env`] or, in tests, [`Config::for_tests`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -494,6 +621,31 @@ fn normalize_prefix(value: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_settings_table_names_every_variable_read_and_the_defaults_applied() {
+        // With a database, so that its settings are read too.
+        let database = ("DATABASE_URL", "postgres://monolith@localhost/monolith");
+        let read = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        Config::from_lookup(|name| {
+            read.lock().unwrap().insert(name.to_owned());
+            (name == database.0).then(|| database.1.to_owned())
+        })
+        .unwrap();
+        let listed: std::collections::BTreeSet<String> = SETTINGS
+            .iter()
+            .map(|(name, ..)| (*name).to_owned())
+            .collect();
+        assert_eq!(read.into_inner().unwrap(), listed);
+        // A variable set to its listed default configures exactly what leaving it unset does.
+        let unset = format!("{:?}", config(&[database]).unwrap());
+        for (name, default, _) in SETTINGS {
+            if let Some(default) = default {
+                let set = format!("{:?}", config(&[database, (name, default)]).unwrap());
+                assert_eq!(set, unset, "{name}={default}");
+            }
+        }
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use monolith::{AppState, Config, Store, telemetry};
 use tokio::net::TcpListener;
 
@@ -33,7 +33,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The variables and their defaults come from the one table the configuration is tested
+    // against; never their current values (a DATABASE_URL holds a password).
+    let command = Cli::command().after_help(monolith::config::settings_help());
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli.command.unwrap_or(Command::Serve)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

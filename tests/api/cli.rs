@@ -40,6 +40,17 @@ fn help_and_version_describe_the_binary() {
         text.contains("check-data") && text.contains("serve"),
         "{text}"
     );
+    // Every environment variable, with its default (the table is tested against the config).
+    for (name, default, _) in monolith::config::SETTINGS {
+        let default = default.map_or("[unset]".to_owned(), |value| format!("[default {value}]"));
+        let line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{name} ")));
+        assert!(
+            line.is_some_and(|line| line.ends_with(&default)),
+            "{name}: {line:?}"
+        );
+    }
 
     let version = run(cwd.path(), &["--version"], &[]);
     assert!(version.status.success());
