@@ -451,12 +451,17 @@ async fn the_openapi_document_describes_paging_and_the_cap() {
             params.contains(&"limit") && params.contains(&"offset"),
             "{path}: {params:?}"
         );
-        assert!(
-            get["responses"]["200"]["headers"]["X-Total-Count"].is_object(),
+        let headers = &get["responses"]["200"]["headers"];
+        assert_eq!(
+            headers["X-Total-Count"]["schema"]["type"], "integer",
             "{path}"
         );
+        assert_eq!(headers["Link"]["schema"]["type"], "string", "{path}");
         assert!(get["responses"]["400"].is_object(), "{path}");
     }
+    // A record is not a list.
+    let one = &spec["paths"]["/books/{id}"]["get"]["responses"]["200"];
+    assert!(one.get("headers").is_none_or(|h| h.get("Link").is_none()));
     for (path, method) in [
         ("/books", "post"),
         ("/users", "post"),
