@@ -12,17 +12,25 @@
 //! gets that outcome. A bid refused for its own reason (an unknown user) is refused alone; a
 //! user or item deleted while the batch runs fails the statement, and its bids are then placed
 //! one at a time to find whose reference went away.
+//!
+//! What a placer must not do, and does not: place a bid whose caller went away before its
+//! statement was sent (a batch is taken only once the placer holds a connection, and gone
+//! callers are dropped then); wait for a database that stopped answering longer than the
+//! statement timeout and a second (the statement is given up on this side and its connection
+//! discarded, so the item's next bids get a fresh one); let bids pile up behind a held-up
+//! placer (at most [`MAX_WAITING`] wait per item; more are answered 503 at once).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use sqlx::PgConnection;
 use tokio::sync::oneshot;
 
 use super::PostgresStore;
 use super::error::{Context, is_foreign_key_violation, missing_item, missing_user, store_error};
-use super::pool::Settle;
+use super::pool::{Conn, Settle};
 use crate::store::{Bid, NewBid, StoreError};
 
 /// The first key of the transaction-scoped advisory lock that serialises the bids of one item
@@ -31,6 +39,14 @@ pub(super) const ITEM_BIDS_LOCK: i32 = 0x6269_6473; // "bids"
 
 /// Most bids in one statement: keeps a statement well inside the statement timeout.
 const MAX_BATCH: usize = 64;
+
+/// Most bids that may wait for one item's placer; more are answered 503 at once.
+const MAX_WAITING: usize = 4096;
+
+/// Longer than the server's `statement_timeout` by this much, a batch's statement is given up
+/// from this side: a server that froze, or a link that dropped without a word, cannot fire its
+/// own timeout, and the item's bids would wait for it.
+const STATEMENT_GRACE: Duration = Duration::from_secs(1);
 
 /// Where a waiting bid's outcome goes.
 type Reply = oneshot::Sender<Result<Bid, StoreError>>;
@@ -43,17 +59,29 @@ pub(super) struct BidQueues {
 }
 
 impl BidQueues {
-    /// Queues `bid`; `true` when its item had no placer running, so the caller must start one.
-    fn push(&self, bid: NewBid, reply: Reply) -> bool {
+    /// Queues `bid`; `Ok(true)` when its item had no placer running, so the caller must start
+    /// one. Refused when [`MAX_WAITING`] bids already wait for the item: a placer held up (a
+    /// database that stopped answering) must not make the queue grow without bound.
+    fn push(&self, bid: NewBid, reply: Reply) -> Result<bool, StoreError> {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         match waiting.entry(bid.item.clone()) {
             Entry::Occupied(mut queue) => {
-                queue.get_mut().push((bid, reply));
-                false
+                let queue = queue.get_mut();
+                if queue.len() >= MAX_WAITING {
+                    queue.retain(|(_, reply)| !reply.is_closed());
+                }
+                if queue.len() >= MAX_WAITING {
+                    return Err(StoreError::Unavailable(format!(
+                        "{MAX_WAITING} bids are waiting for item {} already",
+                        bid.item
+                    )));
+                }
+                queue.push((bid, reply));
+                Ok(false)
             }
             Entry::Vacant(slot) => {
                 slot.insert(vec![(bid, reply)]);
-                true
+                Ok(true)
             }
         }
     }
@@ -103,7 +131,7 @@ impl PostgresStore {
     pub(super) async fn place_bid_batched(&self, new: NewBid) -> Result<Bid, StoreError> {
         let (reply, answer) = oneshot::channel();
         let item = new.item.clone();
-        if self.bid_queues.push(new, reply) {
+        if self.bid_queues.push(new, reply)? {
             // A task of its own: a caller that goes away (client gone, timeout) must not cancel
             // the placing of the other callers' bids.
             let store = self.clone();
@@ -117,35 +145,55 @@ impl PostgresStore {
     }
 
     /// The placer of `item`: places its waiting bids, batch after batch, until none wait.
+    ///
+    /// Each batch is taken only once a connection is in hand, just before its statement is
+    /// sent: a caller that goes away while the placer waits for a connection (a busy pool) is
+    /// not placed, as it would not have been without batching.
     async fn place_waiting_bids(&self, item: &str) {
         let _abandon = AbandonOnPanic {
             queues: &self.bid_queues,
             item,
         };
         loop {
-            let batch = self.bid_queues.take(item);
-            if batch.is_empty() {
-                return;
+            let mut conn = self.conn().await;
+            loop {
+                let batch = self.bid_queues.take(item);
+                if batch.is_empty() {
+                    return;
+                }
+                let (bids, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let (outcomes, lost) = match &mut conn {
+                    Ok(conn) => self.place_batch(conn, item, &bids).await,
+                    Err(e) => (bids.iter().map(|_| Err(e.clone())).collect(), true),
+                };
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // A caller that went away does not take its answer; the bid stands.
+                    reply.send(outcome).ok();
+                }
+                if lost {
+                    break;
+                }
             }
-            let (bids, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let outcomes = self.place_batch(item, &bids).await;
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                // A caller that went away does not take its answer; the bid stands.
-                reply.send(outcome).ok();
+            if let Ok(conn) = conn {
+                conn.discard();
             }
         }
     }
 
-    /// Places `bids` (all on `item`, in arrival order): one outcome per bid, in their order.
-    async fn place_batch(&self, item: &str, bids: &[NewBid]) -> Vec<Result<Bid, StoreError>> {
-        let mut conn = match self.conn().await {
-            Ok(conn) => conn,
-            Err(e) => return bids.iter().map(|_| Err(e.clone())).collect(),
-        };
+    /// Places `bids` (all on `item`, in arrival order) through `conn`: one outcome per bid, in
+    /// their order, and whether `conn` is lost (its statement outlived the statement timeout,
+    /// or the link failed), so that it must not be used again.
+    async fn place_batch(
+        &self,
+        conn: &mut Conn,
+        item: &str,
+        bids: &[NewBid],
+    ) -> (Vec<Result<Bid, StoreError>>, bool) {
         let mut outcomes: Vec<Option<Result<Bid, StoreError>>> =
             bids.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..bids.len()).collect();
         let mut one_at_a_time = false;
+        let mut lost = false;
         while let Some(&first) = pending.first() {
             let now = if one_at_a_time {
                 vec![first]
@@ -153,10 +201,18 @@ impl PostgresStore {
                 pending.clone()
             };
             let placing: Vec<&NewBid> = now.iter().map(|&i| &bids[i]).collect();
-            match insert_bids(&mut conn, item, &placing)
-                .await
-                .settle(&mut conn)
-            {
+            let limit = self.acquire_timeout + STATEMENT_GRACE;
+            let Ok(placed) = tokio::time::timeout(limit, insert_bids(conn, item, &placing)).await
+            else {
+                let error = StoreError::Unavailable(
+                    "the database did not answer within DATABASE_STATEMENT_TIMEOUT_SECS".to_owned(),
+                );
+                for &i in &pending {
+                    outcomes[i] = Some(Err(error.clone()));
+                }
+                return (finished(outcomes), true);
+            };
+            match placed.settle(conn) {
                 Ok(rows) if rows.len() == now.len() => {
                     for (&i, (user_found, item_found, id)) in now.iter().zip(rows) {
                         let bid = &bids[i];
@@ -186,6 +242,8 @@ impl PostgresStore {
                 // placing them one at a time.
                 Err(e) if now.len() > 1 && is_foreign_key_violation(&e) => one_at_a_time = true,
                 Err(e) => {
+                    // Only the database's own errors leave the connection fit for more.
+                    lost |= !matches!(e, sqlx::Error::Database(_));
                     let alone = placing[0];
                     let context = Context {
                         exhausts: Some("bid ids"),
@@ -207,16 +265,19 @@ impl PostgresStore {
             }
             pending.retain(|&i| outcomes[i].is_none());
         }
-        // The loop ends when no bid is pending: every bid has its outcome.
-        outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome.unwrap_or_else(|| {
-                    Err(StoreError::Internal("a bid without an outcome".to_owned()))
-                })
-            })
-            .collect()
+        (finished(outcomes), lost)
     }
+}
+
+/// The outcomes of a batch whose every bid has one (the placing loop ends when none is pending).
+fn finished(outcomes: Vec<Option<Result<Bid, StoreError>>>) -> Vec<Result<Bid, StoreError>> {
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome
+                .unwrap_or_else(|| Err(StoreError::Internal("a bid without an outcome".to_owned())))
+        })
+        .collect()
 }
 
 /// Places `bids` on `item` in one statement, in their order: per bid, whether its user and the
@@ -302,7 +363,7 @@ mod tests {
         let queues = BidQueues::default();
         let push = |item, user| {
             let (new, reply) = bid(item, user);
-            queues.push(new, reply)
+            queues.push(new, reply).unwrap()
         };
         assert!(
             push("i", "a"),
@@ -323,21 +384,21 @@ mod tests {
     fn a_bid_whose_caller_went_away_before_it_was_taken_is_not_placed() {
         let queues = BidQueues::default();
         let (first, reply, _answer) = bid_with_answer("i", "a");
-        assert!(queues.push(first, reply));
+        assert!(queues.push(first, reply).unwrap());
         assert_eq!(users(&queues.take("i")), ["a"]);
         let (gone, reply, answer) = bid_with_answer("i", "gone");
-        queues.push(gone, reply);
+        queues.push(gone, reply).unwrap();
         let (kept, reply, _answer) = bid_with_answer("i", "kept");
-        queues.push(kept, reply);
+        queues.push(kept, reply).unwrap();
         drop(answer);
         assert_eq!(users(&queues.take("i")), ["kept"]);
         // Only gone callers waiting: the placer ends, and the next bid starts a new one.
         let (gone, reply, answer) = bid_with_answer("i", "gone");
-        queues.push(gone, reply);
+        queues.push(gone, reply).unwrap();
         drop(answer);
         assert!(queues.take("i").is_empty());
         let (next, reply, _answer) = bid_with_answer("i", "next");
-        assert!(queues.push(next, reply));
+        assert!(queues.push(next, reply).unwrap());
     }
 
     #[test]
@@ -345,12 +406,34 @@ mod tests {
         let queues = BidQueues::default();
         for n in 0..MAX_BATCH + 5 {
             let (new, reply) = bid("i", &format!("u{n}"));
-            queues.push(new, reply);
+            queues.push(new, reply).unwrap();
         }
         assert_eq!(queues.take("i").len(), MAX_BATCH);
         assert_eq!(
             users(&queues.take("i")),
             ["u64", "u65", "u66", "u67", "u68"]
         );
+    }
+
+    #[test]
+    fn at_most_max_waiting_bids_wait_for_one_item() {
+        let queues = BidQueues::default();
+        let mut answers = Vec::new();
+        for n in 0..MAX_WAITING {
+            let (new, reply, answer) = bid_with_answer("i", &format!("u{n}"));
+            queues.push(new, reply).unwrap();
+            answers.push(answer);
+        }
+        let (new, reply, _answer) = bid_with_answer("i", "over");
+        assert!(matches!(
+            queues.push(new, reply),
+            Err(StoreError::Unavailable(_))
+        ));
+        // Callers that went away make room again; other items are not affected.
+        answers.truncate(MAX_WAITING - 1);
+        let (new, reply, _answer) = bid_with_answer("i", "room");
+        assert!(!queues.push(new, reply).unwrap());
+        let (new, reply, _answer) = bid_with_answer("j", "other");
+        assert!(queues.push(new, reply).unwrap());
     }
 }

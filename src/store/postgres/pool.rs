@@ -94,6 +94,15 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Closes the connection without a word to the server and keeps it out of the pool: for a
+    /// connection whose statement outlived every timeout (a server that froze, a link that
+    /// dropped silently), where a ping before its next use would hang as well.
+    pub fn discard(self) {
+        drop(Object::take(self.0));
+    }
+}
+
 /// Marks a [`Conn`] settled after a statement on it has finished.
 pub trait Settle {
     /// `self`, the statement's result, having marked `conn` settled unless the statement failed
