@@ -1,10 +1,11 @@
-//! What the PostgreSQL store says to the database, counted on the wire: a proxy between the
-//! store and the server counts the client's `Sync` messages, one per round trip. (The
-//! PostgreSQL half only; TLS is off between the store and the proxy, so the messages can be
-//! read.)
+//! What the PostgreSQL store says to the database, and when: a proxy between the store and the
+//! server counts the client's `Sync` messages, one per round trip, and can stop passing them on
+//! (a database that stops answering); a second session holds the store's locks to pin down
+//! the order it takes them in. (The PostgreSQL half only; TLS is off between the store and the
+//! proxy, so the messages can be read.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -13,10 +14,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{TestApp, TestDatabase, database_config, test_config};
 
-/// A TCP proxy to the test database that counts the `Sync` messages clients send.
+/// A TCP proxy to the test database that counts the `Sync` messages clients send, and can stop
+/// passing them on (a database host that froze, a link that dropped without a word).
 struct SyncCounter {
     port: u16,
     syncs: Arc<AtomicUsize>,
+    frozen: Arc<AtomicBool>,
 }
 
 impl SyncCounter {
@@ -24,14 +27,29 @@ impl SyncCounter {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let syncs = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&syncs);
+        let frozen = Arc::new(AtomicBool::new(false));
+        let (counted, held) = (Arc::clone(&syncs), Arc::clone(&frozen));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(upstream.clone()).await.unwrap();
-                tokio::spawn(relay(client, server, Arc::clone(&counted)));
+                tokio::spawn(relay(
+                    client,
+                    server,
+                    Arc::clone(&counted),
+                    Arc::clone(&held),
+                ));
             }
         });
-        Self { port, syncs }
+        Self {
+            port,
+            syncs,
+            frozen,
+        }
+    }
+
+    /// While frozen, what clients send is held back, never reaching the server.
+    fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
     }
 
     fn syncs(&self) -> usize {
@@ -41,7 +59,12 @@ impl SyncCounter {
 
 /// Copies both ways; the client's bytes are parsed as frontend messages as they pass: the
 /// untyped start-up message first, then `type, length, body` frames.
-async fn relay(client: TcpStream, server: TcpStream, syncs: Arc<AtomicUsize>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    syncs: Arc<AtomicUsize>,
+    frozen: Arc<AtomicBool>,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let down = tokio::spawn(async move {
@@ -55,6 +78,9 @@ async fn relay(client: TcpStream, server: TcpStream, syncs: Arc<AtomicUsize>) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         if server_write.write_all(&buf[..n]).await.is_err() {
             break;
         }
@@ -91,6 +117,15 @@ async fn app_through_counter(
     database: &TestDatabase,
     max_connections: Option<u32>,
 ) -> (SyncCounter, TestApp) {
+    app_through_counter_with(database, max_connections, None).await
+}
+
+/// [`app_through_counter`], with a statement timeout if given.
+async fn app_through_counter_with(
+    database: &TestDatabase,
+    max_connections: Option<u32>,
+    statement_timeout: Option<Duration>,
+) -> (SyncCounter, TestApp) {
     let mut url = url::Url::parse(&database.url).unwrap();
     let upstream = (
         url.host_str().unwrap_or("localhost").to_owned(),
@@ -103,6 +138,9 @@ async fn app_through_counter(
     let mut store_config = database_config(url.as_str());
     if let Some(max) = max_connections {
         store_config.max_connections = max;
+    }
+    if let Some(timeout) = statement_timeout {
+        store_config.statement_timeout = timeout;
     }
     let mut config = test_config();
     config.database = Some(store_config);
@@ -227,4 +265,133 @@ async fn hundreds_of_requests_dropped_at_random_points_leave_every_connection_us
     let id = created.body["id"].as_u64().unwrap();
     let read = app.get(&format!("/api/v1/books/{id}")).await;
     assert_eq!(read.body["title"], "After the storm", "{}", read.text);
+}
+
+fn bid(item: &str, user: &str, value: u32) -> serde_json::Value {
+    serde_json::json!({"bid": {"item": item, "user": user, "value": value}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bid_on_a_database_that_stops_answering_is_503_and_leaves_its_item_free() {
+    let Some(database) = TestDatabase::create().await else {
+        return; // The memory half: no database.
+    };
+    let timeout = Duration::from_secs(1);
+    let (proxy, app) = app_through_counter_with(&database, Some(2), Some(timeout)).await;
+    let placed = app
+        .post_json("/api/v1/bids", bid("item1", "user1", 5))
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text);
+
+    // The server cannot fire its own statement timeout for a statement it never got: the store
+    // gives up on its side (before, the item's bids waited for the hung statement, each
+    // request until its own timeout, for as long as the link stayed dead).
+    proxy.freeze(true);
+    let started = std::time::Instant::now();
+    let stuck = app
+        .post_json("/api/v1/bids", bid("item1", "user1", 6))
+        .await;
+    assert_eq!(
+        stuck.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        stuck.text
+    );
+    assert!(started.elapsed() < timeout * 4, "{:?}", started.elapsed());
+
+    proxy.freeze(false);
+    let again = app
+        .post_json("/api/v1/bids", bid("item1", "user1", 7))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bid_whose_client_left_while_its_placer_waited_for_a_connection_is_not_placed() {
+    let Some(database) = TestDatabase::create().await else {
+        return; // The memory half: no database.
+    };
+    // One connection: a bid on item2, held at item2's lock, keeps it while item1's bid waits.
+    let (_proxy, app) = app_through_counter(&database, Some(1)).await;
+    let app = Arc::new(app);
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let item_bids_lock = 0x6269_6473; // the store's ITEM_BIDS_LOCK
+    sqlx::query("SELECT pg_advisory_lock($1, hashtext('item2'))")
+        .bind(item_bids_lock)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let held = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            app.post_json("/api/v1/bids", bid("item2", "user1", 8))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gone = app.post_json("/api/v1/bids", bid("item1", "user2", 424_242));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), gone)
+            .await
+            .is_err(),
+        "the bid waits for the pool's one connection"
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1, hashtext('item2'))")
+        .bind(item_bids_lock)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(held.await.unwrap().status, StatusCode::CREATED);
+
+    // Another bid on item1 goes through the same placer; the one whose client left is not there.
+    let after = app
+        .post_json("/api/v1/bids", bid("item1", "user3", 9))
+        .await;
+    assert_eq!(after.status, StatusCode::CREATED, "{}", after.text);
+    let bids = app.get("/api/v1/items/item1/bids").await.text;
+    assert!(!bids.contains("424242"), "{bids}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_bid_takes_its_items_lock_before_the_bids_row() {
+    let Some(database) = TestDatabase::create().await else {
+        return; // The memory half: no database.
+    };
+    let (_proxy, app) = app_through_counter(&database, None).await;
+    let app = Arc::new(app);
+    // A placer's place: item1's bid lock, held by a second session.
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let item_bids_lock = 0x6269_6473; // the store's ITEM_BIDS_LOCK
+    sqlx::query("SELECT pg_advisory_lock($1, hashtext('item1'))")
+        .bind(item_bids_lock)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // bid1 is user1's bid on item1 (the bundled data): its delete waits for the lock...
+    let delete_bid = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { app.delete("/api/v1/bids/bid1").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !delete_bid.is_finished(),
+        "the bid's delete waits for item1's bid lock"
+    );
+    // ...holding nothing a user's delete needs (before, it held bid1's row, and the user's
+    // delete, cascading to bid1, waited behind it: with a placer waiting for the user, a cycle).
+    let delete_user = app.delete("/api/v1/users/user1");
+    let answer = tokio::time::timeout(Duration::from_secs(3), delete_user)
+        .await
+        .expect("the user's delete does not wait for the bid's");
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
+    sqlx::query("SELECT pg_advisory_unlock($1, hashtext('item1'))")
+        .bind(item_bids_lock)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // bid1 went with its user.
+    let bid = delete_bid.await.unwrap();
+    assert_eq!(bid.status, StatusCode::NOT_FOUND, "{}", bid.text);
 }

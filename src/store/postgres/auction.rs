@@ -5,11 +5,13 @@
 //! placing a bid from updating (and so locking) the item's row, so bids on one hot item do
 //! not queue behind each other.
 //!
-//! Locks are always taken in one order, users → items → bids → `user_items`, so that
-//! concurrent operations wait for each other instead of deadlocking: placing a bid locks its
-//! user and item (`FOR KEY SHARE`) before it inserts; deleting a user or an item locks that row,
-//! then cascades to bids, then to `user_items`; deleting a bid locks the bid, then its
-//! `user_items` row.
+//! Locks are always taken in one order, an item's bid lock (a transaction-scoped advisory lock,
+//! see `bid_batches.rs`) → users → items → bids → `user_items`, so that concurrent operations
+//! wait for each other instead of deadlocking: placing bids takes the item's bid lock, then
+//! locks their users and item (`FOR KEY SHARE`, through the foreign keys) as it inserts;
+//! deleting a bid takes its item's bid lock, its user and item (`FOR KEY SHARE`), then the bid,
+//! then its `user_items` row; deleting a user or an item locks that row, then cascades to bids,
+//! then to `user_items` (no bid lock: it waits for a placer's key share, or the placer for it).
 
 use async_trait::async_trait;
 
@@ -388,24 +390,48 @@ impl AuctionStore for PostgresStore {
         let _timer = self.timer("delete_bid");
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(plain)?;
-        let gone: Option<(String, String)> =
-            sqlx::query_as("DELETE FROM bids WHERE id = $1 RETURNING user_id, item_id")
+        // Locks in the order placing takes them (the item's bid lock, then the user's and the
+        // item's rows for the foreign keys) and then the bid's row: taking the bid's row first
+        // closed a cycle with a placer and a user's delete (holding the user, waiting for the
+        // bid), which PostgreSQL broke by failing one of them with a 503. A bid's user and item
+        // never change, so they can be read before anything is locked.
+        let owner: Option<(String, String)> =
+            sqlx::query_as("SELECT user_id, item_id FROM bids WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(plain)?;
-        let Some((user, item)) = gone else {
+        let Some((user, item)) = owner else {
             return Err(not_found("bid", id));
         };
-        // Take the item's bid lock, then look at the bids in a new statement (a new
-        // snapshot): a bid placed on this item meanwhile is either committed and seen, or waits
-        // for this transaction and then finds the user's row as this one leaves it.
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(ITEM_BIDS_LOCK)
             .bind(&item)
             .execute(&mut *tx)
             .await
             .map_err(plain)?;
+        for (lock, key) in [
+            ("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE", &user),
+            ("SELECT 1 FROM items WHERE id = $1 FOR KEY SHARE", &item),
+        ] {
+            sqlx::query(lock)
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(plain)?;
+        }
+        // Gone meanwhile (deleted with its user or item, or by another delete): not found.
+        let deleted = sqlx::query("DELETE FROM bids WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(plain)?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(not_found("bid", id));
+        }
+        // A new statement, a new snapshot: with the item's lock held, no bid on it is being
+        // placed, and the user's remaining bids are all seen.
         sqlx::query(
             "WITH remaining AS (SELECT min(seq) AS first FROM bids \
                                 WHERE user_id = $1 AND item_id = $2), \
