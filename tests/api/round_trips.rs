@@ -267,6 +267,32 @@ async fn hundreds_of_requests_dropped_at_random_points_leave_every_connection_us
     assert_eq!(read.body["title"], "After the storm", "{}", read.text);
 }
 
+/// A second session holding `item`'s bid lock (the store's `ITEM_BIDS_LOCK`, which placing and
+/// a bid's delete take), as a placer would.
+async fn hold_item_bid_lock(database: &TestDatabase, item: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1, hashtext($2))")
+        .bind(ITEM_BIDS_LOCK)
+        .bind(item)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
+}
+
+async fn release_item_bid_lock(holder: &mut sqlx::PgConnection, item: &str) {
+    sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
+        .bind(ITEM_BIDS_LOCK)
+        .bind(item)
+        .execute(holder)
+        .await
+        .unwrap();
+}
+
+/// The store's `ITEM_BIDS_LOCK` ("bids").
+const ITEM_BIDS_LOCK: i32 = 0x6269_6473;
+
 fn bid(item: &str, user: &str, value: u32) -> serde_json::Value {
     serde_json::json!({"bid": {"item": item, "user": user, "value": value}})
 }
@@ -314,14 +340,7 @@ async fn a_bid_whose_client_left_while_its_placer_waited_for_a_connection_is_not
     // One connection: a bid on item2, held at item2's lock, keeps it while item1's bid waits.
     let (_proxy, app) = app_through_counter(&database, Some(1)).await;
     let app = Arc::new(app);
-    use sqlx::Connection;
-    let mut holder = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    let item_bids_lock = 0x6269_6473; // the store's ITEM_BIDS_LOCK
-    sqlx::query("SELECT pg_advisory_lock($1, hashtext('item2'))")
-        .bind(item_bids_lock)
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = hold_item_bid_lock(&database, "item2").await;
     let held = {
         let app = Arc::clone(&app);
         tokio::spawn(async move {
@@ -337,11 +356,7 @@ async fn a_bid_whose_client_left_while_its_placer_waited_for_a_connection_is_not
             .is_err(),
         "the bid waits for the pool's one connection"
     );
-    sqlx::query("SELECT pg_advisory_unlock($1, hashtext('item2'))")
-        .bind(item_bids_lock)
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    release_item_bid_lock(&mut holder, "item2").await;
     assert_eq!(held.await.unwrap().status, StatusCode::CREATED);
 
     // Another bid on item1 goes through the same placer; the one whose client left is not there.
@@ -361,14 +376,7 @@ async fn deleting_a_bid_takes_its_items_lock_before_the_bids_row() {
     let (_proxy, app) = app_through_counter(&database, None).await;
     let app = Arc::new(app);
     // A placer's place: item1's bid lock, held by a second session.
-    use sqlx::Connection;
-    let mut holder = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    let item_bids_lock = 0x6269_6473; // the store's ITEM_BIDS_LOCK
-    sqlx::query("SELECT pg_advisory_lock($1, hashtext('item1'))")
-        .bind(item_bids_lock)
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = hold_item_bid_lock(&database, "item1").await;
     // bid1 is user1's bid on item1 (the bundled data): its delete waits for the lock...
     let delete_bid = {
         let app = Arc::clone(&app);
@@ -386,11 +394,7 @@ async fn deleting_a_bid_takes_its_items_lock_before_the_bids_row() {
         .await
         .expect("the user's delete does not wait for the bid's");
     assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
-    sqlx::query("SELECT pg_advisory_unlock($1, hashtext('item1'))")
-        .bind(item_bids_lock)
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    release_item_bid_lock(&mut holder, "item1").await;
     // bid1 went with its user.
     let bid = delete_bid.await.unwrap();
     assert_eq!(bid.status, StatusCode::NOT_FOUND, "{}", bid.text);
