@@ -135,7 +135,7 @@ pub fn counted_number(prefix: &str, id: &str) -> Option<u64> {
 /// Any other pair of bytes, a digit against a non-digit included, compares as ASCII: in the id
 /// alphabet `-` < `0`–`9` < `A`–`Z` < `_` < `a`–`z`, so `u-` < `u1` < `uA` < `u_` < `ua`. A
 /// string sorts before any longer string it starts (`u` < `u1`).
-fn natural_cmp(a: &str, b: &str) -> Ordering {
+pub(super) fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (x, y) = (a.as_bytes(), b.as_bytes());
     // Ids met in one B-tree mostly share a prefix (`bid`, `user1`): it is skipped, back to the
     // start of the digit run it may end in. Both strings have the same chunks up to there, so

@@ -22,6 +22,7 @@ mod conformance;
 mod ids;
 mod memory;
 pub mod postgres;
+pub mod query;
 mod records;
 mod seed;
 mod text;
@@ -31,6 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
+use query::ListQuery;
 
 use async_trait::async_trait;
 
@@ -129,6 +131,14 @@ pub struct RecordCounts {
 pub trait BookStore: Send + Sync {
     /// At most `n` books in id order, from `from`.
     async fn list_books(&self, from: Cursor<u64>, n: usize) -> Result<Vec<Book>, StoreError>;
+    /// At most `n` books in `query`'s list and order, from `from` (a count of matches to skip,
+    /// or the last book sent).
+    async fn find_books(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Book>,
+        n: usize,
+    ) -> Result<Vec<Book>, StoreError>;
     /// One book.
     async fn get_book(&self, id: u64) -> Result<Book, StoreError>;
     /// Stores a new book under the next id never used before.
@@ -146,6 +156,13 @@ pub trait BookStore: Send + Sync {
 pub trait ThingStore: Send + Sync {
     /// At most `n` things in natural id order, from `from`.
     async fn list_things(&self, from: Cursor<String>, n: usize) -> Result<Vec<Thing>, StoreError>;
+    /// At most `n` things in `query`'s list and order, from `from`.
+    async fn find_things(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Thing>,
+        n: usize,
+    ) -> Result<Vec<Thing>, StoreError>;
     /// One thing.
     async fn get_thing(&self, id: &str) -> Result<Thing, StoreError>;
 }
@@ -155,6 +172,13 @@ pub trait ThingStore: Send + Sync {
 pub trait AuctionStore: Send + Sync {
     /// At most `n` users in natural id order, from `from`.
     async fn list_users(&self, from: Cursor<String>, n: usize) -> Result<Vec<User>, StoreError>;
+    /// At most `n` users in `query`'s list and order, from `from`.
+    async fn find_users(
+        &self,
+        query: &ListQuery,
+        from: Cursor<User>,
+        n: usize,
+    ) -> Result<Vec<User>, StoreError>;
     /// One user.
     async fn get_user(&self, id: &str) -> Result<User, StoreError>;
     /// A new user under the next free id.
@@ -173,6 +197,13 @@ pub trait AuctionStore: Send + Sync {
     ) -> Result<UserItems, StoreError>;
     /// At most `n` items with their winners, in natural id order, from `from`.
     async fn list_items(&self, from: Cursor<String>, n: usize) -> Result<Vec<Item>, StoreError>;
+    /// At most `n` items with their winners in `query`'s list and order, from `from`.
+    async fn find_items(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Item>,
+        n: usize,
+    ) -> Result<Vec<Item>, StoreError>;
     /// One item with its winner.
     async fn get_item(&self, id: &str) -> Result<Item, StoreError>;
     /// A new item under the next free id.
@@ -194,6 +225,13 @@ pub trait AuctionStore: Send + Sync {
     async fn winning_bid(&self, id: &str) -> Result<Bid, StoreError>;
     /// At most `n` bids in natural id order, from `from`.
     async fn list_bids(&self, from: Cursor<String>, n: usize) -> Result<Vec<Bid>, StoreError>;
+    /// At most `n` bids in `query`'s list and order, from `from`.
+    async fn find_bids(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Bid>,
+        n: usize,
+    ) -> Result<Vec<Bid>, StoreError>;
     /// One bid.
     async fn get_bid(&self, id: &str) -> Result<Bid, StoreError>;
     /// Places a bid and updates its item's winner in one step.
@@ -222,6 +260,9 @@ pub enum Resource {
 pub trait Backend: BookStore + ThingStore + AuctionStore {
     /// How many records of one kind there are: a list's `X-Total-Count`.
     async fn count(&self, what: Resource) -> Result<usize, StoreError>;
+
+    /// How many records of one kind are in `query`'s list: a filtered list's `X-Total-Count`.
+    async fn count_matching(&self, what: Resource, query: &ListQuery) -> Result<usize, StoreError>;
 
     /// Records per resource, for `check-data` and the metrics gauge.
     async fn counts(&self) -> Result<RecordCounts, StoreError> {

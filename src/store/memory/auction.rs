@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
 use super::books::too_many;
-use super::ordered::{RankedMap, natural_cursor, rank_after, read_chunk, read_positions};
+use super::ordered::{self, RankedMap, natural_cursor, rank_after, read_chunk, read_positions};
 use crate::store::ids::{IdCounter, NaturalId, is_valid_id};
+use crate::store::query::{ListQuery, Row, Value, as_rows};
 use crate::store::records::auction::{AuctionSeed, seed_name};
 use crate::store::{
     Bid, BidValue, Cursor, Item, Name, NewBid, StoreError, Upsert, User, UserItems,
@@ -46,6 +47,59 @@ struct BidRecord {
     value: BidValue,
     /// Placing number: later bids have higher ones.
     seq: u64,
+}
+
+/// A user as a list query sees it.
+struct UserRow<'a>(&'a NaturalId, &'a UserRecord);
+
+impl Row for UserRow<'_> {
+    fn value(&self, field: usize) -> Value<'_> {
+        match field {
+            0 => Value::Id(self.0.as_str()),
+            _ => Value::Text(&self.1.name),
+        }
+    }
+}
+
+/// An item as a list query sees it, with its winning bid's id.
+struct ItemRow<'a> {
+    id: &'a NaturalId,
+    record: &'a ItemRecord,
+    winning: Option<&'a NaturalId>,
+}
+
+impl Row for ItemRow<'_> {
+    fn value(&self, field: usize) -> Value<'_> {
+        match field {
+            0 => Value::Id(self.id.as_str()),
+            1 => Value::Text(&self.record.name),
+            _ => self
+                .winning
+                .map_or(Value::Null, |id| Value::Id(id.as_str())),
+        }
+    }
+}
+
+/// A bid as a list query sees it.
+struct BidRow<'a>(&'a NaturalId, &'a BidRecord);
+
+impl Row for BidRow<'_> {
+    fn value(&self, field: usize) -> Value<'_> {
+        match field {
+            0 => Value::Id(self.0.as_str()),
+            1 => Value::Id(self.1.item.as_str()),
+            2 => Value::Id(self.1.user.as_str()),
+            _ => Value::Number(self.1.value.get()),
+        }
+    }
+}
+
+/// The key of the last record a list sent, by its id.
+fn resume_key<T>(from: &Cursor<T>, id: impl Fn(&T) -> &str) -> Option<NaturalId> {
+    match from {
+        Cursor::After(last) => Some(NaturalId::new(id(last))),
+        Cursor::Offset(_) => None,
+    }
 }
 
 /// Users, items and bids with their indexes: the rules, free of locks and I/O.
@@ -175,6 +229,22 @@ impl AuctionTable {
         })
     }
 
+    /// At most `n` users in `query`'s list and order from `from`.
+    pub fn find_users(&self, query: &ListQuery, from: &Cursor<User>, n: usize) -> Vec<User> {
+        let resume = resume_key(from, |user| &user.id);
+        let view = |row: &UserRow| User {
+            id: row.0.to_string(),
+            name: row.1.name.clone(),
+        };
+        let (users, from) = (&self.users, &as_rows(from));
+        ordered::find(users, query, from, resume.as_ref(), n, UserRow, view)
+    }
+
+    /// How many users are in `query`'s list.
+    pub fn count_users(&self, query: &ListQuery) -> usize {
+        ordered::count(&self.users, query, UserRow)
+    }
+
     /// One user.
     pub fn get_user(&self, id: &str) -> Result<User, StoreError> {
         let user = self.user_record(id)?;
@@ -269,12 +339,23 @@ impl AuctionTable {
 
     // ---- items ----
 
-    fn item_view(&self, id: &NaturalId, record: &ItemRecord) -> Item {
-        let winning = record
+    fn winner_of(&self, record: &ItemRecord) -> Option<&NaturalId> {
+        record
             .ranking
             .first()
             .and_then(|&(_, seq)| self.placements.get(&(record.key, seq)))
-            .map(NaturalId::to_string);
+    }
+
+    fn item_row<'a>(&'a self, id: &'a NaturalId, record: &'a ItemRecord) -> ItemRow<'a> {
+        ItemRow {
+            id,
+            record,
+            winning: self.winner_of(record),
+        }
+    }
+
+    fn item_view(&self, id: &NaturalId, record: &ItemRecord) -> Item {
+        let winning = self.winner_of(record).map(NaturalId::to_string);
         Item {
             id: id.to_string(),
             name: record.name.clone(),
@@ -288,6 +369,20 @@ impl AuctionTable {
         read_chunk(&self.items, &natural_cursor(from), n, |id, record| {
             self.item_view(id, record)
         })
+    }
+
+    /// At most `n` items with their winners in `query`'s list and order from `from`.
+    pub fn find_items(&self, query: &ListQuery, from: &Cursor<Item>, n: usize) -> Vec<Item> {
+        let resume = resume_key(from, |item| &item.id);
+        let row = |id, record| self.item_row(id, record);
+        let view = |row: &ItemRow| self.item_view(row.id, row.record);
+        let (items, from) = (&self.items, &as_rows(from));
+        ordered::find(items, query, from, resume.as_ref(), n, row, view)
+    }
+
+    /// How many items are in `query`'s list.
+    pub fn count_items(&self, query: &ListQuery) -> usize {
+        ordered::count(&self.items, query, |id, record| self.item_row(id, record))
     }
 
     /// One item with its winner.
@@ -403,6 +498,19 @@ impl AuctionTable {
         read_chunk(&self.bids, &natural_cursor(from), n, |id, _| {
             self.bid_view(id)
         })
+    }
+
+    /// At most `n` bids in `query`'s list and order from `from`.
+    pub fn find_bids(&self, query: &ListQuery, from: &Cursor<Bid>, n: usize) -> Vec<Bid> {
+        let resume = resume_key(from, |bid| &bid.id);
+        let view = |row: &BidRow| self.bid_view(row.0);
+        let (bids, from) = (&self.bids, &as_rows(from));
+        ordered::find(bids, query, from, resume.as_ref(), n, BidRow, view)
+    }
+
+    /// How many bids are in `query`'s list.
+    pub fn count_bids(&self, query: &ListQuery) -> usize {
+        ordered::count(&self.bids, query, BidRow)
     }
 
     /// One bid.

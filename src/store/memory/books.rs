@@ -1,6 +1,7 @@
 //! The in-memory books: the table that keeps them in id order and assigns ids.
 
-use super::ordered::{RankedMap, read_chunk};
+use super::ordered::{self, RankedMap, read_chunk};
+use crate::store::query::{ListQuery, as_rows};
 use crate::store::{Book, BookChanges, BookFields, Cursor, StoreError};
 
 /// All books, with the id counter: the in-memory rules, free of locks and I/O.
@@ -55,6 +56,29 @@ impl BookTable {
     /// At most `n` books in id order from `from`.
     pub fn list(&self, from: &Cursor<u64>, n: usize) -> Vec<Book> {
         read_chunk(&self.rows, from, n, |_, book| book.clone())
+    }
+
+    /// At most `n` books in `query`'s list and order from `from`.
+    pub fn find(&self, query: &ListQuery, from: &Cursor<Book>, n: usize) -> Vec<Book> {
+        let resume = match from {
+            Cursor::After(book) => Some(&book.id),
+            Cursor::Offset(_) => None,
+        };
+        let (rows, from) = (&self.rows, &as_rows(from));
+        ordered::find(
+            rows,
+            query,
+            from,
+            resume,
+            n,
+            |_, book| book,
+            |book| (*book).clone(),
+        )
+    }
+
+    /// How many books are in `query`'s list.
+    pub fn count(&self, query: &ListQuery) -> usize {
+        ordered::count(&self.rows, query, |_, book| book)
     }
 
     /// One book.

@@ -13,6 +13,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
+use super::query::ListQuery;
 use super::seed::{self, SeedError, UniqueKeys};
 use super::{
     AuctionStore, Backend, Bid, Book, BookChanges, BookFields, BookStore, Cursor, Item, Name,
@@ -99,6 +100,15 @@ impl BookStore for MemoryStore {
         Ok(self.books().list(&from, n))
     }
 
+    async fn find_books(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Book>,
+        n: usize,
+    ) -> Result<Vec<Book>, StoreError> {
+        Ok(self.books().find(query, &from, n))
+    }
+
     async fn get_book(&self, id: u64) -> Result<Book, StoreError> {
         self.books().get(id)
     }
@@ -126,6 +136,15 @@ impl ThingStore for MemoryStore {
         Ok(self.things.list(&from, n))
     }
 
+    async fn find_things(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Thing>,
+        n: usize,
+    ) -> Result<Vec<Thing>, StoreError> {
+        Ok(self.things.find(query, &from, n))
+    }
+
     async fn get_thing(&self, id: &str) -> Result<Thing, StoreError> {
         self.things.get(id)
     }
@@ -135,6 +154,15 @@ impl ThingStore for MemoryStore {
 impl AuctionStore for MemoryStore {
     async fn list_users(&self, from: Cursor<String>, n: usize) -> Result<Vec<User>, StoreError> {
         Ok(self.auction().list_users(&from, n))
+    }
+
+    async fn find_users(
+        &self,
+        query: &ListQuery,
+        from: Cursor<User>,
+        n: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        Ok(self.auction().find_users(query, &from, n))
     }
 
     async fn get_user(&self, id: &str) -> Result<User, StoreError> {
@@ -164,6 +192,15 @@ impl AuctionStore for MemoryStore {
 
     async fn list_items(&self, from: Cursor<String>, n: usize) -> Result<Vec<Item>, StoreError> {
         Ok(self.auction().list_items(&from, n))
+    }
+
+    async fn find_items(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Item>,
+        n: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        Ok(self.auction().find_items(query, &from, n))
     }
 
     async fn get_item(&self, id: &str) -> Result<Item, StoreError> {
@@ -200,6 +237,15 @@ impl AuctionStore for MemoryStore {
         Ok(self.auction().list_bids(&from, n))
     }
 
+    async fn find_bids(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Bid>,
+        n: usize,
+    ) -> Result<Vec<Bid>, StoreError> {
+        Ok(self.auction().find_bids(query, &from, n))
+    }
+
     async fn get_bid(&self, id: &str) -> Result<Bid, StoreError> {
         self.auction().get_bid(id)
     }
@@ -215,6 +261,16 @@ impl AuctionStore for MemoryStore {
 
 #[async_trait]
 impl Backend for MemoryStore {
+    async fn count_matching(&self, what: Resource, query: &ListQuery) -> Result<usize, StoreError> {
+        Ok(match what {
+            Resource::Books => self.books().count(query),
+            Resource::Things => self.things.count(query),
+            Resource::Users => self.auction().count_users(query),
+            Resource::Items => self.auction().count_items(query),
+            Resource::Bids => self.auction().count_bids(query),
+        })
+    }
+
     async fn count(&self, what: Resource) -> Result<usize, StoreError> {
         let (users, items, bids) = self.auction().counts();
         Ok(match what {

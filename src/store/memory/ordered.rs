@@ -7,6 +7,7 @@
 
 use crate::store::Cursor;
 use crate::store::ids::NaturalId;
+use crate::store::query::{ListQuery, Row, select};
 
 /// A sorted map whose entries can be reached by position in O(log n).
 pub type RankedMap<K, V> = indexset::BTreeMap<K, V>;
@@ -58,6 +59,56 @@ pub fn read_positions<K: Ord, V, T>(
     map.range_idx(start..=end - 1)
         .map(|(key, value)| view(key, value))
         .collect()
+}
+
+/// At most `n` of `map`'s entries in `query`'s list and order, from `from`, each seen as a row
+/// by `row` and turned into a `T` by `view`. `resume` is the key of `from`'s last row: a list in
+/// id order starts right after it instead of walking the entries before it.
+pub fn find<'m, K: Ord, V, R: Row, T>(
+    map: &'m RankedMap<K, V>,
+    query: &ListQuery,
+    from: &Cursor<&dyn Row>,
+    resume: Option<&K>,
+    n: usize,
+    row: impl Fn(&'m K, &'m V) -> R,
+    view: impl Fn(&R) -> T,
+) -> Vec<T> {
+    let start = match resume {
+        Some(key) if query.in_id_order() => rank_after(map, key),
+        _ => 0,
+    };
+    if query.is_plain() {
+        // Every entry is in the list: an offset is a position, reached in O(log n).
+        let start = match from {
+            Cursor::Offset(offset) => *offset,
+            Cursor::After(_) => start,
+        };
+        let end = map.len().min(start.saturating_add(n));
+        if start >= end {
+            return Vec::new();
+        }
+        return map
+            .range_idx(start..=end - 1)
+            .map(|(key, value)| view(&row(key, value)))
+            .collect();
+    }
+    let rows = (start < map.len())
+        .then(|| map.range_idx(start..=map.len() - 1))
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| row(key, value));
+    select(rows, query, from, n, view)
+}
+
+/// How many of `map`'s entries, each seen as a row by `row`, are in `query`'s list.
+pub fn count<'m, K: Ord, V, R: Row>(
+    map: &'m RankedMap<K, V>,
+    query: &ListQuery,
+    row: impl Fn(&'m K, &'m V) -> R,
+) -> usize {
+    map.iter()
+        .filter(|(key, value)| query.matches(&row(key, value)))
+        .count()
 }
 
 #[cfg(test)]

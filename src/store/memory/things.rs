@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::ordered::{RankedMap, natural_cursor, read_chunk};
+use super::ordered::{self, RankedMap, natural_cursor, read_chunk};
 use crate::store::ids::{NaturalId, is_valid_id};
+use crate::store::query::{ListQuery, as_rows};
 use crate::store::{Cursor, StoreError, Thing};
 
 /// The catalogue in natural id order.
@@ -44,6 +45,30 @@ impl ThingTable {
         read_chunk(&self.rows, &natural_cursor(from), n, |_, thing| {
             thing.clone()
         })
+    }
+
+    /// At most `n` things in `query`'s list and order from `from`.
+    pub fn find(&self, query: &ListQuery, from: &Cursor<Thing>, n: usize) -> Vec<Thing> {
+        let resume = match from {
+            Cursor::After(thing) => Some(NaturalId::new(thing.id.as_str())),
+            Cursor::Offset(_) => None,
+        };
+        let (rows, from) = (&self.rows, &as_rows(from));
+        let view = |thing: &&Thing| (*thing).clone();
+        ordered::find(
+            rows,
+            query,
+            from,
+            resume.as_ref(),
+            n,
+            |_, thing| thing,
+            view,
+        )
+    }
+
+    /// How many things are in `query`'s list.
+    pub fn count(&self, query: &ListQuery) -> usize {
+        ordered::count(&self.rows, query, |_, thing| thing)
     }
 
     /// One thing.

@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use super::bid_batches::ITEM_BIDS_LOCK;
 use super::error::{Context, store_error};
 use super::pool::Settle;
-use super::{PageSql, PostgresStore, sql_count};
+use super::{PageSql, PostgresStore, queries, sql_count};
 use crate::store::ids::counted_number;
+use crate::store::query::{ListQuery, as_rows};
 use crate::store::{
     AuctionStore, Bid, Cursor, Item, Name, NewBid, StoreError, Upsert, User, UserItems,
 };
@@ -76,6 +77,20 @@ impl AuctionStore for PostgresStore {
                     ORDER BY sort_key LIMIT $2",
         };
         let rows: Vec<(String, String)> = self.page("list_users", sql, from, n).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| User { id, name })
+            .collect())
+    }
+
+    async fn find_users(
+        &self,
+        query: &ListQuery,
+        from: Cursor<User>,
+        n: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<(String, String)> =
+            self.find(&queries::USERS, query, as_rows(&from), n).await?;
         Ok(rows
             .into_iter()
             .map(|(id, name)| User { id, name })
@@ -201,6 +216,16 @@ impl AuctionStore for PostgresStore {
                     ORDER BY i.sort_key LIMIT $2",
         };
         let rows: Vec<ItemRow> = self.page("list_items", sql, from, n).await?;
+        Ok(rows.into_iter().map(item).collect())
+    }
+
+    async fn find_items(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Item>,
+        n: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let rows: Vec<ItemRow> = self.find(&queries::ITEMS, query, as_rows(&from), n).await?;
         Ok(rows.into_iter().map(item).collect())
     }
 
@@ -365,6 +390,16 @@ impl AuctionStore for PostgresStore {
                     WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
         };
         let rows: Vec<BidRow> = self.page("list_bids", sql, from, n).await?;
+        Ok(rows.into_iter().map(bid).collect())
+    }
+
+    async fn find_bids(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Bid>,
+        n: usize,
+    ) -> Result<Vec<Bid>, StoreError> {
+        let rows: Vec<BidRow> = self.find(&queries::BIDS, query, as_rows(&from), n).await?;
         Ok(rows.into_iter().map(bid).collect())
     }
 

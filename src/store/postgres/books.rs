@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use super::error::{Context, store_error};
 use super::pool::Settle;
-use super::{PageSql, PostgresStore};
+use super::{PageSql, PostgresStore, queries};
+use crate::store::query::{ListQuery, as_rows};
 use crate::store::{
     Book, BookChanges, BookFields, BookStore, Cursor, StoreError, Thing, ThingStore,
 };
@@ -46,6 +47,16 @@ impl BookStore for PostgresStore {
             after: "SELECT id, title, author FROM books WHERE id > $1 ORDER BY id LIMIT $2",
         };
         let rows: Vec<BookRow> = self.page("list_books", sql, from, n).await?;
+        Ok(rows.into_iter().map(book).collect())
+    }
+
+    async fn find_books(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Book>,
+        n: usize,
+    ) -> Result<Vec<Book>, StoreError> {
+        let rows: Vec<BookRow> = self.find(&queries::BOOKS, query, as_rows(&from), n).await?;
         Ok(rows.into_iter().map(book).collect())
     }
 
@@ -148,6 +159,18 @@ impl ThingStore for PostgresStore {
                     WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
         };
         let rows: Vec<ThingRow> = self.page("list_things", sql, from, n).await?;
+        Ok(rows.into_iter().map(thing).collect())
+    }
+
+    async fn find_things(
+        &self,
+        query: &ListQuery,
+        from: Cursor<Thing>,
+        n: usize,
+    ) -> Result<Vec<Thing>, StoreError> {
+        let rows: Vec<ThingRow> = self
+            .find(&queries::THINGS, query, as_rows(&from), n)
+            .await?;
         Ok(rows.into_iter().map(thing).collect())
     }
 

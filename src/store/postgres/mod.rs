@@ -17,6 +17,7 @@ mod error;
 pub mod metrics;
 mod open;
 mod pool;
+mod queries;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec};
 use sqlx::postgres::{PgRow, Postgres};
 
+use super::query::ListQuery;
 use super::{Backend, Cursor, Resource, StoreError};
 use bid_batches::BidQueues;
 use error::{Context, store_error};
@@ -205,6 +207,20 @@ fn sql_count(n: usize) -> i64 {
 
 #[async_trait]
 impl Backend for PostgresStore {
+    async fn count_matching(&self, what: Resource, query: &ListQuery) -> Result<usize, StoreError> {
+        if query.is_plain() {
+            return self.count(what).await;
+        }
+        let listing = match what {
+            Resource::Books => &queries::BOOKS,
+            Resource::Things => &queries::THINGS,
+            Resource::Users => &queries::USERS,
+            Resource::Items => &queries::ITEMS,
+            Resource::Bids => &queries::BIDS,
+        };
+        PostgresStore::count_matching(self, listing, query).await
+    }
+
     async fn count(&self, what: Resource) -> Result<usize, StoreError> {
         let _timer = self.timer("count");
         // `count(*)` reads the whole table (an index-only scan at best): O(n), which is what a
