@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_entry};
+use crate::routes::listing::{QueryPairs, RecordList, list_params, write_entry};
 use crate::routes::schemas::{bid_value_schema, id_schema};
 use crate::routes::{created_headers, path_id};
-use crate::store::{self, BidValue, NewBid as NewStoreBid, Resource, is_valid_id};
+use crate::store::{self, BidValue, NewBid as NewStoreBid, Resource, is_valid_id, query};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "bids";
@@ -101,43 +101,43 @@ pub struct NewBid {
     bid: BidFields,
 }
 
+list_params!(BidListParams, query::BIDS);
+
 /// List bids
 ///
 /// Every bid, as an object keyed by bid id in natural id order (`bid9` before `bid10`), each in
-/// the original tracker's wrapper (`{"bid_id": …, "bid": {…}}`); optionally one page of them
-/// (`limit`, `offset`). The total number of bids is in the `X-Total-Count` header.
+/// the original tracker's wrapper (`{"bid_id": …, "bid": {…}}`); optionally only those that
+/// match filters (`item=item1&user=user2`, `value_gte=…`) and a search (`q`), in another order
+/// (`sort=-value`), one page of them (`limit`, `offset`). `X-Total-Count` is the number of
+/// matching bids.
 #[utoipa::path(
     get,
     path = "/bids",
     tag = TAG,
-    params(PageParams),
+    params(BidListParams),
     responses(
         (status = 200, description = "Bids keyed by id", body = std::collections::BTreeMap<String, Bid>,
-            headers(("X-Total-Count" = usize, description = "Number of bids in all")),
+            headers(("X-Total-Count" = usize, description = "Number of bids that match the filters and search (all bids without them), before paging")),
             example = json!({"bid1": {"bid_id": "bid1", "bid": {"item": "item1", "value": 500.0, "user": "user1"}},
                              "bid2": {"bid_id": "bid2", "bid": {"item": "item1", "value": 1000.0, "user": "user2"}}})),
-        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take"),
+        (status = 400, description = "A parameter the list does not take or given twice, a value of the wrong form (`limit` or `offset` out of range, an unknown `sort` field, a malformed filter), or a query that is not UTF-8 once percent-decoded"),
     )
 )]
 pub async fn list_bids(
     State(state): State<AppState>,
     uri: Uri,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
-    let page = params.page()?;
-    let total = state.store.count(Resource::Bids).await?;
-    let store = state.store.clone();
-    let bids = ListSource::new(
-        page,
-        move |from, n| {
-            let store = store.clone();
-            Box::pin(async move { store.list_bids(from, n).await })
+    const BIDS: RecordList<store::Bid> = RecordList {
+        what: Resource::Bids,
+        fields: query::BIDS,
+        find: |store, query, from, n| {
+            Box::pin(async move { store.find_bids(&query, from, n).await })
         },
-        |bid: &store::Bid| bid.id.clone(),
-        |out, bid| write_entry(out, &bid.id, &Bid::from(bid.clone())),
-    )
-    .enclosed("{", "}");
-    json_response(bids, list_headers(&uri, page, total)).await
+        write: |out, bid| write_entry(out, &bid.id, &Bid::from(bid.clone())),
+        enclosed: ("{", "}"),
+    };
+    BIDS.respond(&state.store, &uri, &pairs).await
 }
 
 /// Place a bid

@@ -15,9 +15,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::created_headers;
-use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_json};
+use crate::routes::listing::{QueryPairs, RecordList, list_params, write_json};
 use crate::routes::schemas::text_schema;
-use crate::store::{Book, BookChanges, BookFields, Resource};
+use crate::store::{Book, BookChanges, BookFields, Resource, query};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "books";
@@ -133,40 +133,39 @@ fn check_body_id(body_id: Option<u64>, path_id: u64) -> Result<(), ApiError> {
     }
 }
 
+list_params!(BookListParams, query::BOOKS);
+
 /// List books
 ///
-/// All books ordered by id, optionally one page of them (`limit`, `offset`). The total number of
-/// books is in the `X-Total-Count` header.
+/// All books ordered by id; optionally only those that match filters (`author=…`, `id_gte=…`)
+/// and a search (`q`), in another order (`sort=author,-title`), one page of them (`limit`,
+/// `offset`). `X-Total-Count` is the number of matching books.
 #[utoipa::path(
     get,
     path = "/books",
     tag = TAG,
-    params(PageParams),
+    params(BookListParams),
     responses(
         (status = 200, description = "Books ordered by id", body = Vec<Book>,
-            headers(("X-Total-Count" = usize, description = "Number of books in all"))),
-        (status = 400, description = "`limit` or `offset` out of range, a parameter the list does not take, or a query that is not UTF-8 once percent-decoded"),
+            headers(("X-Total-Count" = usize, description = "Number of books that match the filters and search (all books without them), before paging"))),
+        (status = 400, description = "A parameter the list does not take or given twice, a value of the wrong form (`limit` or `offset` out of range, an unknown `sort` field, a malformed filter), or a query that is not UTF-8 once percent-decoded"),
     )
 )]
 pub async fn list_books(
     State(state): State<AppState>,
     uri: Uri,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
-    let page = params.page()?;
-    let total = state.store.count(Resource::Books).await?;
-    let store = state.store.clone();
-    let books = ListSource::new(
-        page,
-        move |from, n| {
-            let store = store.clone();
-            Box::pin(async move { store.list_books(from, n).await })
+    const BOOKS: RecordList<Book> = RecordList {
+        what: Resource::Books,
+        fields: query::BOOKS,
+        find: |store, query, from, n| {
+            Box::pin(async move { store.find_books(&query, from, n).await })
         },
-        |book: &Book| book.id,
-        write_json,
-    )
-    .enclosed("[", "]");
-    json_response(books, list_headers(&uri, page, total)).await
+        write: write_json,
+        enclosed: ("[", "]"),
+    };
+    BOOKS.respond(&state.store, &uri, &pairs).await
 }
 
 /// Create a book

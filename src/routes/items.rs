@@ -16,10 +16,12 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::bids::Bid;
 use crate::routes::listing::{
-    CHUNK, JsonSource, ListSource, Page, PageParams, json_response, list_headers, write_json,
+    CHUNK, JsonSource, ListRequest, ListSource, Page, PageParams, QueryPairs, json_response,
+    list_headers, list_params, write_json,
 };
 use crate::routes::schemas::{bid_list_schema, id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
+use crate::store::query::{self, ListQuery};
 use crate::store::{self, Cursor, Name, Resource, Store, StoreError};
 
 /// OpenAPI tag of these routes.
@@ -193,7 +195,8 @@ const FLUSH_BYTES: usize = 64 * 1024;
 /// neither many items nor an item with many bids is ever held whole.
 struct ItemsSource {
     store: Store,
-    next: Cursor<String>,
+    query: ListQuery,
+    next: Cursor<store::Item>,
     remaining: usize,
     pending: std::vec::IntoIter<store::Item>,
     bids: Option<ListSource<(u64, store::Bid), u64>>,
@@ -246,12 +249,12 @@ impl JsonSource for ItemsSource {
                     Vec::new()
                 } else {
                     let from = std::mem::replace(&mut self.next, Cursor::Offset(0));
-                    self.store.list_items(from, wanted).await?
+                    self.store.find_items(&self.query, from, wanted).await?
                 };
                 self.remaining -= chunk.len();
                 match chunk.last() {
                     Some(last) if chunk.len() == wanted => {
-                        self.next = Cursor::After(last.id.clone());
+                        self.next = Cursor::After(last.clone());
                     }
                     _ => self.exhausted = true,
                 }
@@ -315,33 +318,38 @@ fn flag(name: &str, value: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
+list_params!(ItemListParams, query::ITEMS);
+
 /// List items
 ///
 /// Every item with its winning bid and bid ids, as an object keyed by item id in natural id
-/// order, each in the original tracker's wrapper (`{"item": {…}}`); optionally one page of them
-/// (`limit`, `offset`). The total number of items is in the `X-Total-Count` header.
+/// order, each in the original tracker's wrapper (`{"item": {…}}`); optionally only those that
+/// match filters (`winning=` for items without bids) and a search (`q`), in another order
+/// (`sort=-name`), one page of them (`limit`, `offset`). `X-Total-Count` is the number of
+/// matching items.
 #[utoipa::path(
     get,
     path = "/items",
     tag = TAG,
-    params(PageParams),
+    params(ItemListParams),
     responses(
         (status = 200, description = "Items keyed by id", body = std::collections::BTreeMap<String, ItemListEntry>,
-            headers(("X-Total-Count" = usize, description = "Number of items in all")),
+            headers(("X-Total-Count" = usize, description = "Number of items that match the filters and search (all items without them), before paging")),
             example = json!({"item1": {"item": {"name": "Item Nº 1", "winning": "bid2", "bids": ["bid1", "bid2"]}},
                              "item2": {"item": {"name": "Item Nº 2", "winning": null, "bids": []}}})),
-        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take"),
+        (status = 400, description = "A parameter the list does not take or given twice, a value of the wrong form (`limit` or `offset` out of range, an unknown `sort` field, a malformed filter), or a query that is not UTF-8 once percent-decoded"),
     )
 )]
 pub async fn list_items(
     State(state): State<AppState>,
     uri: Uri,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
-    let page = params.page()?;
-    let total = state.store.count(Resource::Items).await?;
+    let ListRequest { page, query } = ListRequest::parse(&pairs, query::ITEMS)?;
+    let total = state.store.count_matching(Resource::Items, &query).await?;
     let items = ItemsSource {
         store: state.store.clone(),
+        query,
         next: Cursor::Offset(page.offset),
         remaining: page.limit,
         pending: Vec::new().into_iter(),

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::{Body, Bytes};
@@ -23,8 +24,14 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
 use crate::error::ApiError;
-use crate::store::{Cursor, StoreError};
+use crate::extract::ApiQuery;
+use crate::store::query::{Fields, Filter, Kind, ListQuery, Operand, SortKey, Test};
+use crate::store::{Cursor, ID_PATTERN, Resource, Store, StoreError, is_valid_id};
 
 /// Records read from the store, and written out, per chunk.
 pub const CHUNK: usize = 256;
@@ -32,9 +39,8 @@ pub const CHUNK: usize = 256;
 /// Largest `limit` a list request may ask for.
 pub const MAX_PAGE: usize = 1000;
 
-/// Paging of a list: every list takes it, and no other parameter (an unknown one is a 400
-/// naming it, never silently ignored).
-#[derive(Debug, Deserialize, IntoParams)]
+/// Paging of a list: every list takes it.
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
@@ -80,6 +86,242 @@ impl PageParams {
         Ok(Page { offset, limit })
     }
 }
+
+/// A list request: a page of a query's list.
+#[derive(Debug)]
+pub struct ListRequest {
+    /// Which part of the list.
+    pub page: Page,
+    /// Which records, in what order.
+    pub query: ListQuery,
+}
+
+/// The query string's parameters, decoded: what list handlers extract.
+pub type QueryPairs = ApiQuery<Vec<(String, String)>>;
+
+impl ListRequest {
+    /// Reads a list's parameters for a list of `fields`: `limit` and `offset`; `q`; `sort`;
+    /// `field=value` for each field, and `field_gte=`/`field_lte=` for numbers. Anything else,
+    /// a parameter given twice, or a value of the wrong form is a 400 naming it.
+    pub fn parse(pairs: &[(String, String)], fields: Fields) -> Result<Self, ApiError> {
+        let mut paging = PageParams::default();
+        let mut query = ListQuery::all(fields);
+        let mut sort = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in pairs {
+            if !seen.insert(name.as_str()) {
+                return Err(bad(format!("`{name}` is given more than once")));
+            }
+            match name.as_str() {
+                "limit" => {
+                    let limit = value.parse().map_err(|_| {
+                        bad(format!(
+                            "limit must be a whole number from 1 to {MAX_PAGE}, got {value:?}"
+                        ))
+                    })?;
+                    paging.limit = Some(limit);
+                }
+                "offset" => {
+                    let offset = value.parse().map_err(|_| {
+                        bad(format!("offset must be a whole number, got {value:?}"))
+                    })?;
+                    paging.offset = Some(offset);
+                }
+                "q" => query = query.search(value),
+                "sort" => sort = sort_keys(value, fields)?,
+                _ => query.filters.push(filter(name, value, fields)?),
+            }
+        }
+        Ok(Self {
+            page: paging.page()?,
+            query: query.sorted(sort),
+        })
+    }
+}
+
+fn bad(detail: String) -> ApiError {
+    ApiError::BadRequest(detail)
+}
+
+/// The parameters a list of `fields` takes, for a 400's text.
+fn parameters_taken(fields: Fields) -> String {
+    let mut names = vec!["limit".to_owned(), "offset".to_owned(), "q".to_owned()];
+    names.push("sort".to_owned());
+    for field in fields {
+        names.push(field.name.to_owned());
+        if field.ranged() {
+            names.push(format!("{}_gte", field.name));
+            names.push(format!("{}_lte", field.name));
+        }
+    }
+    names.join(", ")
+}
+
+/// `sort=title,-id`: field names, each optionally after `-` for descending.
+fn sort_keys(text: &str, fields: Fields) -> Result<Vec<SortKey>, ApiError> {
+    text.split(',')
+        .map(|part| {
+            let (name, descending) = match part.strip_prefix('-') {
+                Some(name) => (name, true),
+                None => (part, false),
+            };
+            let field = fields
+                .iter()
+                .position(|field| field.name == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = fields.iter().map(|field| field.name).collect();
+                    bad(format!(
+                        "sort: unknown field {name:?}; this list sorts by {}, each optionally \
+                         after `-` for descending, separated by commas",
+                        names.join(", ")
+                    ))
+                })?;
+            Ok(SortKey { field, descending })
+        })
+        .collect()
+}
+
+/// `name=value`: a filter on a field of the list, or a 400.
+fn filter(name: &str, value: &str, fields: Fields) -> Result<Filter, ApiError> {
+    let position = |name: &str| fields.iter().position(|field| field.name == name);
+    let (field, test) = match position(name) {
+        Some(field) => (field, Test::Equal),
+        None => {
+            let ranged = [("_gte", Test::AtLeast), ("_lte", Test::AtMost)]
+                .into_iter()
+                .find_map(|(suffix, test)| {
+                    let field = position(name.strip_suffix(suffix)?)?;
+                    fields[field].ranged().then_some((field, test))
+                });
+            ranged.ok_or_else(|| {
+                bad(format!(
+                    "unknown parameter {name:?}; this list takes {}",
+                    parameters_taken(fields)
+                ))
+            })?
+        }
+    };
+    let spec = fields[field];
+    let wrong = |what: &str| bad(format!("{name} must be {what}, got {value:?}"));
+    let operand = match spec.kind {
+        _ if value.is_empty() && spec.optional && test == Test::Equal => Operand::Null,
+        Kind::Integer => Operand::Integer(value.parse().map_err(|_| wrong("a whole number"))?),
+        Kind::Number => match value.parse::<f64>() {
+            Ok(number) if number.is_finite() => Operand::Number(number),
+            _ => return Err(wrong("a number")),
+        },
+        Kind::Id if is_valid_id(value) => Operand::Text(value.to_owned()),
+        Kind::Id => return Err(wrong("an id of 1 to 64 letters, digits, `_` or `-`")),
+        Kind::Text if value.is_empty() => return Err(wrong("a text that is not empty")),
+        Kind::Text => Operand::Text(value.to_owned()),
+    };
+    Ok(Filter {
+        field,
+        test,
+        operand,
+    })
+}
+
+/// The query parameters of a list of `fields`, for the OpenAPI document.
+pub fn list_parameters(fields: Fields) -> Vec<Parameter> {
+    let mut parameters = PageParams::into_params(|| Some(ParameterIn::Query));
+    let names: Vec<&str> = fields.iter().map(|field| field.name).collect();
+    let searched: Vec<&str> = fields
+        .iter()
+        .filter(|field| field.searched())
+        .map(|field| field.name)
+        .collect();
+    let string = |pattern: Option<String>| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(pattern)
+            .build()
+    };
+    let query_parameter = |name: String, description: String, schema: Object| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema))
+            .build()
+    };
+    parameters.push(query_parameter(
+        "q".to_owned(),
+        format!(
+            "Only records where some text field ({}) contains this, ignoring case",
+            searched.join(", ")
+        ),
+        string(None),
+    ));
+    let one = format!("-?(?:{})", names.join("|"));
+    parameters.push(query_parameter(
+        "sort".to_owned(),
+        format!(
+            "Order by these fields ({}), comma-separated, each after `-` for descending; ties \
+             by id. Text sorts by code point; a missing value sorts last (first descending).",
+            names.join(", ")
+        ),
+        string(Some(format!("^{one}(?:,{one})*$"))),
+    ));
+    for field in fields {
+        let exact = match field.kind {
+            Kind::Integer => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .build(),
+            Kind::Number => ObjectBuilder::new().schema_type(Type::Number).build(),
+            Kind::Id if field.optional => string(Some(format!("^$|{ID_PATTERN}"))),
+            Kind::Id => string(Some(ID_PATTERN.to_owned())),
+            Kind::Text => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length((!field.optional).then_some(1))
+                .build(),
+        };
+        let none = if field.optional {
+            "; empty: records without one"
+        } else {
+            ""
+        };
+        parameters.push(query_parameter(
+            field.name.to_owned(),
+            format!("Only records whose `{}` is exactly this{none}", field.name),
+            exact,
+        ));
+        if field.ranged() {
+            let number = if field.kind == Kind::Integer {
+                Type::Integer
+            } else {
+                Type::Number
+            };
+            for (suffix, bound) in [("gte", "at least"), ("lte", "at most")] {
+                parameters.push(query_parameter(
+                    format!("{}_{suffix}", field.name),
+                    format!("Only records whose `{}` is {bound} this", field.name),
+                    ObjectBuilder::new().schema_type(number.clone()).build(),
+                ));
+            }
+        }
+    }
+    parameters
+}
+
+/// Declares `$name`, the OpenAPI parameters of a list of `$fields` (`params($name)`).
+macro_rules! list_params {
+    ($name:ident, $fields:expr) => {
+        /// The parameters of this list, for the OpenAPI document.
+        pub struct $name;
+
+        impl utoipa::IntoParams for $name {
+            fn into_params(
+                _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+            ) -> Vec<utoipa::openapi::path::Parameter> {
+                $crate::routes::listing::list_parameters($fields)
+            }
+        }
+    };
+}
+pub(crate) use list_params;
 
 /// The headers of a list requested at `uri`: `X-Total-Count`, and for a page (a `limit` was
 /// asked for) an RFC 8288 `Link` to the `first`, `prev`, `next` and `last` pages, where they
@@ -317,6 +559,45 @@ impl<T: Send + 'static, K: Send + 'static> JsonSource for ListSource<T, K> {
                 Ok(false)
             }
         }
+    }
+}
+
+/// Reads a chunk of a query's list from the store.
+pub type Finder<T> = fn(Store, Arc<ListQuery>, Cursor<T>, usize) -> ChunkFuture<T>;
+
+/// How one resource's list is read and written.
+pub struct RecordList<T> {
+    /// Which records, for the count.
+    pub what: Resource,
+    /// Their fields, for the query.
+    pub fields: Fields,
+    /// Reads a chunk.
+    pub find: Finder<T>,
+    /// Writes one record.
+    pub write: fn(&mut Vec<u8>, &T),
+    /// Text before the first record and after the last (`[`/`]`, `{`/`}`).
+    pub enclosed: (&'static str, &'static str),
+}
+
+impl<T: Clone + Send + 'static> RecordList<T> {
+    /// The answer to a request for this list at `uri` with the query `pairs`.
+    pub async fn respond(
+        &self,
+        store: &Store,
+        uri: &Uri,
+        pairs: &[(String, String)],
+    ) -> Result<Response, ApiError> {
+        let ListRequest { page, query } = ListRequest::parse(pairs, self.fields)?;
+        let total = store.count_matching(self.what, &query).await?;
+        let (store, query, find) = (store.clone(), Arc::new(query), self.find);
+        let records = ListSource::new(
+            page,
+            move |from, n| find(store.clone(), query.clone(), from, n),
+            T::clone,
+            self.write,
+        )
+        .enclosed(self.enclosed.0, self.enclosed.1);
+        json_response(records, list_headers(uri, page, total)).await
     }
 }
 

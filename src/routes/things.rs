@@ -9,9 +9,9 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
-use crate::routes::listing::{ListSource, PageParams, json_response, list_headers, write_entry};
+use crate::routes::listing::{QueryPairs, RecordList, list_params, write_entry};
 use crate::routes::path_id;
-use crate::store::{Resource, Thing};
+use crate::store::{Resource, Thing, query};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "things";
@@ -21,41 +21,40 @@ pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
     vec![routes!(list_things), routes!(get_thing)]
 }
 
+list_params!(ThingListParams, query::THINGS);
+
 /// List things
 ///
-/// The whole catalogue as an object keyed by id, in natural id order; optionally one page of it
-/// (`limit`, `offset`). The total number of things is in the `X-Total-Count` header.
+/// The whole catalogue as an object keyed by id, in natural id order; optionally only the things
+/// that match filters and a search (`q`), in another order (`sort=name`), one page of them
+/// (`limit`, `offset`). `X-Total-Count` is the number of matching things.
 #[utoipa::path(
     get,
     path = "/things",
     tag = TAG,
-    params(PageParams),
+    params(ThingListParams),
     responses(
         (status = 200, description = "Every thing, keyed by id", body = std::collections::BTreeMap<String, Thing>,
-            headers(("X-Total-Count" = usize, description = "Number of things in all")),
+            headers(("X-Total-Count" = usize, description = "Number of things that match the filters and search (all things without them), before paging")),
             example = json!({"1": {"id": "1", "name": "Thing 1", "description": "The first thing."}})),
-        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take"),
+        (status = 400, description = "A parameter the list does not take or given twice, a value of the wrong form (`limit` or `offset` out of range, an unknown `sort` field, a malformed filter), or a query that is not UTF-8 once percent-decoded"),
     )
 )]
 pub async fn list_things(
     State(state): State<AppState>,
     uri: Uri,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
-    let page = params.page()?;
-    let total = state.store.count(Resource::Things).await?;
-    let store = state.store.clone();
-    let things = ListSource::new(
-        page,
-        move |from, n| {
-            let store = store.clone();
-            Box::pin(async move { store.list_things(from, n).await })
+    const THINGS: RecordList<Thing> = RecordList {
+        what: Resource::Things,
+        fields: query::THINGS,
+        find: |store, query, from, n| {
+            Box::pin(async move { store.find_things(&query, from, n).await })
         },
-        |thing: &Thing| thing.id.clone(),
-        |out, thing| write_entry(out, &thing.id, thing),
-    )
-    .enclosed("{", "}");
-    json_response(things, list_headers(&uri, page, total)).await
+        write: |out, thing| write_entry(out, &thing.id, thing),
+        enclosed: ("{", "}"),
+    };
+    THINGS.respond(&state.store, &uri, &pairs).await
 }
 
 /// Get a thing

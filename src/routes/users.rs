@@ -13,11 +13,11 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::listing::{
-    ListSource, Page, PageParams, json_response, list_headers, write_entry, write_json,
+    ListSource, Page, QueryPairs, RecordList, json_response, list_params, write_entry, write_json,
 };
 use crate::routes::schemas::{id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
-use crate::store::{self, Cursor, Name, Resource, StoreError};
+use crate::store::{self, Cursor, Name, Resource, StoreError, query};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "users";
@@ -120,47 +120,46 @@ pub struct UserItems {
     items_bid: Vec<String>,
 }
 
+list_params!(UserListParams, query::USERS);
+
 /// List users
 ///
 /// Every user, as an object keyed by user id, in natural id order (`user2` before `user10`),
-/// optionally one page of them (`limit`, `offset`). The total number of users is in the
-/// `X-Total-Count` header.
+/// optionally only those that match filters (`name=…`) and a search (`q`), in another order
+/// (`sort=-name`), one page of them (`limit`, `offset`). `X-Total-Count` is the number of
+/// matching users.
 #[utoipa::path(
     get,
     path = "/users",
     tag = TAG,
-    params(PageParams),
+    params(UserListParams),
     responses(
         (status = 200, description = "Users keyed by id", body = std::collections::BTreeMap<String, UserEntry>,
-            headers(("X-Total-Count" = usize, description = "Number of users in all")),
+            headers(("X-Total-Count" = usize, description = "Number of users that match the filters and search (all users without them), before paging")),
             example = json!({"user1": {"name": "Albert"}, "user2": {"name": "Berry"}})),
-        (status = 400, description = "`limit` or `offset` out of range, or a parameter the list does not take"),
+        (status = 400, description = "A parameter the list does not take or given twice, a value of the wrong form (`limit` or `offset` out of range, an unknown `sort` field, a malformed filter), or a query that is not UTF-8 once percent-decoded"),
     )
 )]
 pub async fn list_users(
     State(state): State<AppState>,
     uri: Uri,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
-    let page = params.page()?;
-    let total = state.store.count(Resource::Users).await?;
-    let store = state.store.clone();
-    let users = ListSource::new(
-        page,
-        move |from, n| {
-            let store = store.clone();
-            Box::pin(async move { store.list_users(from, n).await })
+    const USERS: RecordList<store::User> = RecordList {
+        what: Resource::Users,
+        fields: query::USERS,
+        find: |store, query, from, n| {
+            Box::pin(async move { store.find_users(&query, from, n).await })
         },
-        |user: &store::User| user.id.clone(),
-        |out, user| {
+        write: |out, user| {
             let entry = UserEntry {
                 name: user.name.clone(),
             };
             write_entry(out, &user.id, &entry);
         },
-    )
-    .enclosed("{", "}");
-    json_response(users, list_headers(&uri, page, total)).await
+        enclosed: ("{", "}"),
+    };
+    USERS.respond(&state.store, &uri, &pairs).await
 }
 
 /// Create a user

@@ -49,7 +49,7 @@ fn keys_in_order(text: &str) -> Vec<String> {
 }
 
 /// The keys of a list sent as an object, or the ids of an array of books or bids, in order.
-fn listed(res: &crate::helpers::TestResponse) -> Vec<String> {
+pub fn listed(res: &crate::helpers::TestResponse) -> Vec<String> {
     match &res.body {
         Value::Object(_) => keys_in_order(&res.text),
         other => ids(other),
@@ -109,14 +109,14 @@ async fn every_list_pages_and_counts_and_is_whole_without_parameters() {
         past.assert_json(StatusCode::OK);
         assert_eq!(listed(&past).len(), 0);
         // A bad value, or a parameter the list does not take, is a 400 naming it: never
-        // silently ignored (before, `?author=x` answered the whole list).
+        // silently ignored (before, `?author=x` answered the whole list; now it filters books).
         for (bad, named) in [
             ("limit=0", "limit"),
             ("limit=1001", "limit"),
             ("offset=-1", "offset"),
             ("limit=x", "limit"),
             ("offset=1.5", "offset"),
-            ("author=Martin%20Fowler", "author"),
+            ("colour=red", "colour"),
             ("limit=1&pgae=2", "pgae"),
         ] {
             let uri = format!("{list}?{bad}");
@@ -458,6 +458,32 @@ async fn the_openapi_document_describes_paging_and_the_cap() {
         );
         assert_eq!(headers["Link"]["schema"]["type"], "string", "{path}");
         assert!(get["responses"]["400"].is_object(), "{path}");
+    }
+    // Each of the five lists documents its search, sort and one filter per field (ranges on
+    // numbers); the sort pattern names exactly the list's fields.
+    for (path, filters) in [
+        ("/books", &["id", "id_gte", "id_lte", "title", "author"][..]),
+        ("/users", &["id", "name"]),
+        ("/items", &["id", "name", "winning"]),
+        (
+            "/bids",
+            &["id", "item", "user", "value", "value_gte", "value_lte"],
+        ),
+        ("/things", &["id", "name", "description"]),
+    ] {
+        let params = spec["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        let mut expected = vec!["limit", "offset", "q", "sort"];
+        expected.extend(filters);
+        assert_eq!(names, expected, "{path}");
+        let sort = params.iter().find(|p| p["name"] == "sort").unwrap();
+        let pattern = regex::Regex::new(sort["schema"]["pattern"].as_str().unwrap()).unwrap();
+        let first_field = filters[0];
+        assert!(
+            pattern.is_match(&format!("-{first_field},{first_field}")),
+            "{path}"
+        );
+        assert!(!pattern.is_match("colour"), "{path}");
     }
     // A record is not a list.
     let one = &spec["paths"]["/books/{id}"]["get"]["responses"]["200"];

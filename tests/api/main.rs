@@ -15,6 +15,7 @@ mod ids;
 mod lists;
 mod observability;
 mod ops;
+mod queries;
 mod replicas;
 mod round_trips;
 pub mod server;
