@@ -16,8 +16,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::bids::Bid;
 use crate::routes::listing::{
-    CHUNK, JsonSource, ListRequest, ListSource, Page, PageParams, QueryPairs, json_response,
-    list_headers, list_params, write_json,
+    CHUNK, JsonSource, ListRequest, ListSource, Page, PageParams, QueryPairs, chunk_for,
+    json_response, list_headers, list_params, write_json,
 };
 use crate::routes::schemas::{bid_list_schema, id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
@@ -244,7 +244,7 @@ impl JsonSource for ItemsSource {
                 out.push(b'}');
                 return Ok(false);
             } else {
-                let wanted = self.remaining.min(CHUNK);
+                let wanted = self.remaining.min(chunk_for(&self.query));
                 let chunk = if wanted == 0 {
                     Vec::new()
                 } else {

@@ -36,6 +36,21 @@ use crate::store::{Cursor, ID_PATTERN, Resource, Store, StoreError, is_valid_id}
 /// Records read from the store, and written out, per chunk.
 pub const CHUNK: usize = 256;
 
+/// Records per chunk of a list in an order other than id order. Each chunk of such a list costs
+/// a pass over the whole resource (the store keeps no index per sort field), so bigger chunks:
+/// a sorted list of 200 000 books took 11 s in chunks of 256 and 1.4 s in chunks of 4096 (the
+/// release build, in memory), for a client that stops reading holding about 250 kB, not 15 kB.
+pub const SORTED_CHUNK: usize = 4096;
+
+/// How many records each chunk of `query`'s list should hold.
+pub fn chunk_for(query: &ListQuery) -> usize {
+    if query.in_id_order() {
+        CHUNK
+    } else {
+        SORTED_CHUNK
+    }
+}
+
 /// Largest `limit` a list request may ask for.
 pub const MAX_PAGE: usize = 1000;
 
@@ -488,6 +503,7 @@ pub struct ListSource<T, K> {
     next: Cursor<K>,
     remaining: usize,
     written: usize,
+    chunk: usize,
 }
 
 impl<T: Send + 'static, K: Send + 'static> ListSource<T, K> {
@@ -508,7 +524,14 @@ impl<T: Send + 'static, K: Send + 'static> ListSource<T, K> {
             next: Cursor::Offset(page.offset),
             remaining: page.limit,
             written: 0,
+            chunk: CHUNK,
         }
+    }
+
+    /// Reads `n` records per chunk instead of [`CHUNK`].
+    pub fn chunks_of(mut self, n: usize) -> Self {
+        self.chunk = n;
+        self
     }
 
     /// Starts with `chunk`, read already (by `fetch`'s rules) together with something that
@@ -532,7 +555,7 @@ impl<T: Send + 'static, K: Send + 'static> JsonSource for ListSource<T, K> {
         if let Some(open) = self.open.take() {
             out.extend_from_slice(&open);
         }
-        let wanted = self.remaining.min(CHUNK);
+        let wanted = self.remaining.min(self.chunk);
         let chunk = if let Some(first) = self.first.take() {
             first
         } else if wanted == 0 {
@@ -589,6 +612,7 @@ impl<T: Clone + Send + 'static> RecordList<T> {
     ) -> Result<Response, ApiError> {
         let ListRequest { page, query } = ListRequest::parse(pairs, self.fields)?;
         let total = store.count_matching(self.what, &query).await?;
+        let chunk = chunk_for(&query);
         let (store, query, find) = (store.clone(), Arc::new(query), self.find);
         let records = ListSource::new(
             page,
@@ -596,6 +620,7 @@ impl<T: Clone + Send + 'static> RecordList<T> {
             T::clone,
             self.write,
         )
+        .chunks_of(chunk)
         .enclosed(self.enclosed.0, self.enclosed.1);
         json_response(records, list_headers(uri, page, total)).await
     }

@@ -260,9 +260,17 @@ impl ListQuery {
         self
     }
 
-    /// Sets the order. Keys after the id are dropped (the id is unique, so they never decide),
-    /// and so is a final ascending id (it is the tie-break anyway).
+    /// Sets the order. A field's second key never decides, nor does any key after the id (it
+    /// is unique), so they are dropped, and so is a final ascending id (it is the tie-break
+    /// anyway): a query has at most one key per field, however long its `sort`.
     pub fn sorted(mut self, mut keys: Vec<SortKey>) -> Self {
+        let mut seen = 0_u64;
+        keys.retain(|key| {
+            let bit = 1 << key.field.min(63);
+            let first = seen & bit == 0;
+            seen |= bit;
+            first
+        });
         if let Some(at) = keys.iter().position(|key| key.field == 0) {
             keys.truncate(at + 1);
         }
@@ -448,6 +456,8 @@ mod tests {
         assert_eq!(sorted(vec![key(0, true), key(1, false)]), [key(0, true)]);
         assert!(sorted(vec![key(0, false), key(2, true)]).is_empty());
         assert!(ListQuery::all(BOOKS).sorted(vec![key(0, false)]).is_plain());
+        let repeated = sorted([key(1, true), key(2, false)].repeat(500));
+        assert_eq!(repeated, [key(1, true), key(2, false)]);
     }
 
     #[test]
