@@ -269,6 +269,8 @@ async fn books_filter_search_and_sort_as_the_model_says() {
             "q=the&sort=-title&limit=2&offset=1",
             "sort=author&limit=3&offset=12",
             "q=nothing-matches-this",
+            "q=%00",
+            "title=a%00b",
         ],
     )
     .await;

@@ -158,6 +158,11 @@ impl Listing {
                 Operand::Number(n) => {
                     sql.push(format_args!("{column} {operator} ")).push_bind(*n);
                 }
+                // PostgreSQL text cannot hold NUL, nor can a stored text (no control
+                // characters): such a filter matches nothing, as in memory.
+                Operand::Text(text) if text.contains('\0') => {
+                    sql.push("FALSE");
+                }
                 Operand::Text(text) => {
                     sql.push(format_args!("{column} {operator} "))
                         .push_bind(text.clone());
@@ -165,6 +170,10 @@ impl Listing {
             }
         }
         if let Some(text) = &query.search {
+            if text.contains('\0') {
+                sql.push(" AND FALSE");
+                return;
+            }
             sql.push(" AND (FALSE");
             for (at, field) in self.fields.iter().enumerate() {
                 if field.searched() {
