@@ -220,7 +220,11 @@ fn filter(name: &str, value: &str, fields: Fields) -> Result<Filter, ApiError> {
     let wrong = |what: &str| bad(format!("{name} must be {what}, got {value:?}"));
     let operand = match spec.kind {
         _ if value.is_empty() && spec.optional && test == Test::Equal => Operand::Null,
-        Kind::Integer => Operand::Integer(value.parse().map_err(|_| wrong("a whole number"))?),
+        // Any run of digits is a whole number; one above every id is above every record's.
+        Kind::Integer if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+            value.parse().map_or(Operand::AboveAll, Operand::Integer)
+        }
+        Kind::Integer => return Err(wrong("a whole number")),
         Kind::Number => match value.parse::<f64>() {
             Ok(number) if number.is_finite() => Operand::Number(number),
             _ => return Err(wrong("a number")),
@@ -280,11 +284,14 @@ pub fn list_parameters(fields: Fields) -> Vec<Parameter> {
         string(Some(format!("^{one}(?:,{one})*$"))),
     ));
     for field in fields {
-        let exact = match field.kind {
-            Kind::Integer => ObjectBuilder::new()
+        let whole = || {
+            ObjectBuilder::new()
                 .schema_type(Type::Integer)
                 .minimum(Some(0))
-                .build(),
+                .build()
+        };
+        let exact = match field.kind {
+            Kind::Integer => whole(),
             Kind::Number => ObjectBuilder::new().schema_type(Type::Number).build(),
             Kind::Id if field.optional => string(Some(format!("^$|{ID_PATTERN}"))),
             Kind::Id => string(Some(ID_PATTERN.to_owned())),
@@ -304,16 +311,15 @@ pub fn list_parameters(fields: Fields) -> Vec<Parameter> {
             exact,
         ));
         if field.ranged() {
-            let number = if field.kind == Kind::Integer {
-                Type::Integer
-            } else {
-                Type::Number
-            };
             for (suffix, bound) in [("gte", "at least"), ("lte", "at most")] {
+                let schema = match field.kind {
+                    Kind::Integer => whole(),
+                    _ => ObjectBuilder::new().schema_type(Type::Number).build(),
+                };
                 parameters.push(query_parameter(
                     format!("{}_{suffix}", field.name),
                     format!("Only records whose `{}` is {bound} this", field.name),
-                    ObjectBuilder::new().schema_type(number.clone()).build(),
+                    schema,
                 ));
             }
         }

@@ -171,6 +171,8 @@ pub fn as_rows<T: Row>(from: &Cursor<T>) -> Cursor<&dyn Row> {
 pub enum Operand {
     /// For an `Integer` field.
     Integer(u64),
+    /// For an `Integer` field: a whole number above every one a record can hold.
+    AboveAll,
     /// For a `Number` field.
     Number(f64),
     /// For an `Id` or `Text` field.
@@ -206,6 +208,7 @@ impl Filter {
         let order = match (&self.operand, value) {
             (Operand::Null, value) => return value == Value::Null,
             (_, Value::Null) => return false,
+            (Operand::AboveAll, _) => Ordering::Less,
             (Operand::Integer(a), Value::Integer(b)) => b.cmp(a),
             (Operand::Number(a), Value::Number(b)) => b.total_cmp(a),
             (Operand::Text(a), Value::Id(b) | Value::Text(b)) => {

@@ -142,19 +142,18 @@ impl Listing {
                 Operand::Null => {
                     sql.push(format_args!("{column} IS NULL"));
                 }
-                Operand::Integer(n) => match i64::try_from(*n) {
-                    Ok(n) => {
-                        sql.push(format_args!("{column} {operator} ")).push_bind(n);
-                    }
-                    // Above every id PostgreSQL can hold.
-                    Err(_) => {
-                        sql.push(if filter.test == Test::AtMost {
-                            "TRUE"
-                        } else {
-                            "FALSE"
-                        });
-                    }
-                },
+                Operand::Integer(n) if i64::try_from(*n).is_ok() => {
+                    sql.push(format_args!("{column} {operator} "))
+                        .push_bind(*n as i64);
+                }
+                // Above every id PostgreSQL can hold.
+                Operand::Integer(_) | Operand::AboveAll => {
+                    sql.push(if filter.test == Test::AtMost {
+                        "TRUE"
+                    } else {
+                        "FALSE"
+                    });
+                }
                 Operand::Number(n) => {
                     sql.push(format_args!("{column} {operator} ")).push_bind(*n);
                 }
