@@ -108,6 +108,9 @@ pub enum ApiError {
     /// 404: the resource does not exist; the text says which (`book 42 does not exist`).
     #[error("{0}")]
     NotFound(String),
+    /// 412: a precondition (`If-Match`, `If-None-Match`) does not hold; nothing changed.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 413: the body is larger than `MAX_BODY_BYTES`.
     #[error("the request body is larger than the server accepts")]
     PayloadTooLarge,
@@ -147,6 +150,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -166,6 +170,7 @@ impl From<StoreError> for ApiError {
                 Self::invalid_field(format!("/{field}"), format!("{what} does not exist"))
             }
             StoreError::Full { .. } => Self::InsufficientStorage(err.to_string()),
+            StoreError::PreconditionFailed(_) => Self::PreconditionFailed(err.to_string()),
             StoreError::Exhausted(_) | StoreError::Internal(_) => Self::Internal(err.into()),
             StoreError::Unavailable(_) => Self::StoreUnavailable(err.to_string()),
         }

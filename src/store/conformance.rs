@@ -463,7 +463,8 @@ pub async fn books_are_numbered_from_one_and_ids_are_never_reused(store: &Store)
         Book {
             id: 4,
             title: "d".into(),
-            author: Some("D".into())
+            author: Some("D".into()),
+            version: book.version,
         }
     );
     assert_eq!(store.get_book(4).await.unwrap(), book);
@@ -475,7 +476,7 @@ pub async fn books_are_replaced_updated_and_deleted(store: &Store) {
     let id = book.id;
 
     let same = store.update_book(id, BookChanges::default()).await.unwrap();
-    assert_eq!(same, book);
+    assert_eq!((&same.title, &same.author), (&book.title, &book.author));
     let retitled = BookChanges::parse(Some("t2".into()), None).unwrap();
     let changed = store.update_book(id, retitled).await.unwrap();
     assert_eq!(
@@ -497,7 +498,8 @@ pub async fn books_are_replaced_updated_and_deleted(store: &Store) {
         Book {
             id,
             title: "r".into(),
-            author: None
+            author: None,
+            version: replaced.version,
         }
     );
     let replaced = store

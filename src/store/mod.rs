@@ -26,6 +26,7 @@ pub mod query;
 mod records;
 mod seed;
 mod text;
+mod versions;
 
 use std::ops::Deref;
 use std::path::Path;
@@ -45,6 +46,7 @@ pub use records::books::{Book, BookChanges, BookFields};
 pub use records::things::Thing;
 pub use seed::SeedError;
 pub use text::{MAX_TEXT_CHARS, TEXT_PATTERN};
+pub use versions::{Precondition, Version, Versions};
 
 use text::check_text;
 
@@ -81,6 +83,10 @@ pub enum StoreError {
     /// changed. The text says what failed, never how to connect (no URL, no password).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// A write's precondition (`If-Match`, `If-None-Match`) does not hold for the record as it
+    /// is; nothing changed. The text names the record.
+    #[error("{0} is not in the state the request's precondition requires")]
+    PreconditionFailed(String),
     /// The database answered with an error no request should cause (a bug, or a schema that
     /// does not match this binary): a 500 whose text is logged, never sent.
     #[error("{0}")]
@@ -143,12 +149,37 @@ pub trait BookStore: Send + Sync {
     async fn get_book(&self, id: u64) -> Result<Book, StoreError>;
     /// Stores a new book under the next id never used before.
     async fn create_book(&self, fields: BookFields) -> Result<Book, StoreError>;
-    /// Replaces the title and author of an existing book.
-    async fn replace_book(&self, id: u64, fields: BookFields) -> Result<Book, StoreError>;
-    /// Changes only the given fields of an existing book.
-    async fn update_book(&self, id: u64, changes: BookChanges) -> Result<Book, StoreError>;
-    /// Removes a book; its id is not handed out again.
-    async fn delete_book(&self, id: u64) -> Result<(), StoreError>;
+    /// Replaces the title and author of an existing book, if `precondition` holds for it.
+    async fn replace_book_if(
+        &self,
+        id: u64,
+        fields: BookFields,
+        precondition: &Precondition,
+    ) -> Result<Book, StoreError>;
+    /// Changes only the given fields of an existing book, if `precondition` holds for it.
+    async fn update_book_if(
+        &self,
+        id: u64,
+        changes: BookChanges,
+        precondition: &Precondition,
+    ) -> Result<Book, StoreError>;
+    /// Removes a book, if `precondition` holds for it; its id is not handed out again.
+    async fn delete_book_if(&self, id: u64, precondition: &Precondition) -> Result<(), StoreError>;
+
+    /// [`BookStore::replace_book_if`] without a precondition.
+    async fn replace_book(&self, id: u64, fields: BookFields) -> Result<Book, StoreError> {
+        self.replace_book_if(id, fields, &Precondition::default())
+            .await
+    }
+    /// [`BookStore::update_book_if`] without a precondition.
+    async fn update_book(&self, id: u64, changes: BookChanges) -> Result<Book, StoreError> {
+        self.update_book_if(id, changes, &Precondition::default())
+            .await
+    }
+    /// [`BookStore::delete_book_if`] without a precondition.
+    async fn delete_book(&self, id: u64) -> Result<(), StoreError> {
+        self.delete_book_if(id, &Precondition::default()).await
+    }
 }
 
 /// Read-only catalogue operations.
@@ -183,10 +214,25 @@ pub trait AuctionStore: Send + Sync {
     async fn get_user(&self, id: &str) -> Result<User, StoreError>;
     /// A new user under the next free id.
     async fn create_user(&self, name: Name) -> Result<User, StoreError>;
-    /// Creates or renames the user `id`.
-    async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError>;
-    /// Deletes a user and their bids; winners are recomputed.
-    async fn delete_user(&self, id: &str) -> Result<(), StoreError>;
+    /// Creates or renames the user `id`, if `precondition` holds for it (`None`: it does not
+    /// exist).
+    async fn put_user_if(
+        &self,
+        id: &str,
+        name: Name,
+        precondition: &Precondition,
+    ) -> Result<(User, Upsert), StoreError>;
+    /// Deletes a user and their bids, if `precondition` holds; winners are recomputed.
+    async fn delete_user_if(&self, id: &str, precondition: &Precondition)
+    -> Result<(), StoreError>;
+    /// [`AuctionStore::put_user_if`] without a precondition.
+    async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError> {
+        self.put_user_if(id, name, &Precondition::default()).await
+    }
+    /// [`AuctionStore::delete_user_if`] without a precondition.
+    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+        self.delete_user_if(id, &Precondition::default()).await
+    }
     /// The user and at most `n` of the items they bid on, once each, in order of their first
     /// remaining bid, after the item whose first bid has placing number `after`.
     async fn user_items(
@@ -208,10 +254,24 @@ pub trait AuctionStore: Send + Sync {
     async fn get_item(&self, id: &str) -> Result<Item, StoreError>;
     /// A new item under the next free id.
     async fn create_item(&self, name: Name) -> Result<Item, StoreError>;
-    /// Creates or renames the item `id`; its bids stay.
-    async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError>;
-    /// Deletes an item and its bids.
-    async fn delete_item(&self, id: &str) -> Result<(), StoreError>;
+    /// Creates or renames the item `id`, if `precondition` holds for it; its bids stay.
+    async fn put_item_if(
+        &self,
+        id: &str,
+        name: Name,
+        precondition: &Precondition,
+    ) -> Result<(Item, Upsert), StoreError>;
+    /// Deletes an item and its bids, if `precondition` holds.
+    async fn delete_item_if(&self, id: &str, precondition: &Precondition)
+    -> Result<(), StoreError>;
+    /// [`AuctionStore::put_item_if`] without a precondition.
+    async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError> {
+        self.put_item_if(id, name, &Precondition::default()).await
+    }
+    /// [`AuctionStore::delete_item_if`] without a precondition.
+    async fn delete_item(&self, id: &str) -> Result<(), StoreError> {
+        self.delete_item_if(id, &Precondition::default()).await
+    }
     /// The item with its winner, and at most `n` of its bids in placing order from `from` (a
     /// cursor of placing numbers), each with its placing number: read together, so that the
     /// winner and the bids agree.
@@ -236,8 +296,12 @@ pub trait AuctionStore: Send + Sync {
     async fn get_bid(&self, id: &str) -> Result<Bid, StoreError>;
     /// Places a bid and updates its item's winner in one step.
     async fn place_bid(&self, bid: NewBid) -> Result<Bid, StoreError>;
-    /// Deletes a bid and updates its item's winner in one step.
-    async fn delete_bid(&self, id: &str) -> Result<(), StoreError>;
+    /// Deletes a bid and updates its item's winner in one step, if `precondition` holds.
+    async fn delete_bid_if(&self, id: &str, precondition: &Precondition) -> Result<(), StoreError>;
+    /// [`AuctionStore::delete_bid_if`] without a precondition.
+    async fn delete_bid(&self, id: &str) -> Result<(), StoreError> {
+        self.delete_bid_if(id, &Precondition::default()).await
+    }
 }
 
 /// A kind of record, for counting.
@@ -263,6 +327,14 @@ pub trait Backend: BookStore + ThingStore + AuctionStore {
 
     /// How many records of one kind are in `query`'s list: a filtered list's `X-Total-Count`.
     async fn count_matching(&self, what: Resource, query: &ListQuery) -> Result<usize, StoreError>;
+
+    /// The random number this store's versions are told apart from another store's by (a
+    /// restarted in-memory store, another database): part of every `ETag`.
+    fn epoch(&self) -> u64;
+
+    /// A number that moves whenever any record of `what` changes (for users, items and bids:
+    /// whenever any of them does): a list's weak `ETag`.
+    async fn list_version(&self, what: Resource) -> Result<u64, StoreError>;
 
     /// Records per resource, for `check-data` and the metrics gauge.
     async fn counts(&self) -> Result<RecordCounts, StoreError> {

@@ -448,6 +448,7 @@ mod tests {
             id,
             title: title.to_owned(),
             author: author.map(str::to_owned),
+            version: Default::default(),
         }
     }
 

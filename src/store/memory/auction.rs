@@ -18,7 +18,8 @@ use crate::store::ids::{IdCounter, NaturalId, is_valid_id};
 use crate::store::query::{ListQuery, Row, Value, as_rows};
 use crate::store::records::auction::{AuctionSeed, seed_name};
 use crate::store::{
-    Bid, BidValue, Cursor, Item, Name, NewBid, StoreError, Upsert, User, UserItems,
+    Bid, BidValue, Cursor, Item, Name, NewBid, Precondition, StoreError, Upsert, User, UserItems,
+    Version,
 };
 
 #[derive(Debug)]
@@ -28,6 +29,8 @@ struct UserRecord {
     bids_by_item: HashMap<NaturalId, BTreeSet<u64>>,
     /// Items by the placing number of this user's first remaining bid on them.
     items_by_first_bid: BTreeMap<u64, NaturalId>,
+    /// Moves when the user is renamed.
+    version: u64,
 }
 
 #[derive(Debug)]
@@ -38,6 +41,8 @@ struct ItemRecord {
     key: u64,
     /// Placing numbers, highest value first, then earliest placed: the first is the winner.
     ranking: BTreeSet<(Reverse<u64>, u64)>,
+    /// Moves when the item is renamed and when a bid on it is placed or deleted.
+    version: u64,
 }
 
 #[derive(Debug)]
@@ -94,6 +99,14 @@ impl Row for BidRow<'_> {
     }
 }
 
+fn user_view(id: &NaturalId, record: &UserRecord) -> User {
+    User {
+        id: id.to_string(),
+        name: record.name.clone(),
+        version: Version::of(record.version),
+    }
+}
+
 /// The key of the last record a list sent, by its id.
 fn resume_key<T>(from: &Cursor<T>, id: impl Fn(&T) -> &str) -> Option<NaturalId> {
     match from {
@@ -117,6 +130,8 @@ pub struct AuctionTable {
     next_item_key: u64,
     /// The most users, items, or bids the table may hold (each).
     max_records: usize,
+    /// Bumped by every change: the last version handed out, and the three lists' version.
+    changes: u64,
 }
 
 /// A key whose order is the value's order: the bit patterns of positive finite floats sort as the
@@ -187,7 +202,19 @@ impl AuctionTable {
             next_seq: 0,
             next_item_key: 0,
             max_records,
+            changes: 0,
         }
+    }
+
+    /// A new version: the one after every version handed out so far.
+    fn next_version(&mut self) -> u64 {
+        self.changes += 1;
+        self.changes
+    }
+
+    /// The version of the users, items and bids together: it moves with every change.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// `Err` if `what` already holds `count` records, the cap.
@@ -223,19 +250,15 @@ impl AuctionTable {
 
     /// At most `n` users in natural id order from `from`.
     pub fn list_users(&self, from: &Cursor<String>, n: usize) -> Vec<User> {
-        read_chunk(&self.users, &natural_cursor(from), n, |id, user| User {
-            id: id.to_string(),
-            name: user.name.clone(),
+        read_chunk(&self.users, &natural_cursor(from), n, |id, user| {
+            user_view(id, user)
         })
     }
 
     /// At most `n` users in `query`'s list and order from `from`.
     pub fn find_users(&self, query: &ListQuery, from: &Cursor<User>, n: usize) -> Vec<User> {
         let resume = resume_key(from, |user| &user.id);
-        let view = |row: &UserRow| User {
-            id: row.0.to_string(),
-            name: row.1.name.clone(),
-        };
+        let view = |row: &UserRow| user_view(row.0, row.1);
         let (users, from) = (&self.users, &as_rows(from));
         ordered::find(users, query, from, resume.as_ref(), n, UserRow, view)
     }
@@ -247,11 +270,7 @@ impl AuctionTable {
 
     /// One user.
     pub fn get_user(&self, id: &str) -> Result<User, StoreError> {
-        let user = self.user_record(id)?;
-        Ok(User {
-            id: id.to_owned(),
-            name: user.name.clone(),
-        })
+        Ok(user_view(&NaturalId::new(id), self.user_record(id)?))
     }
 
     /// A new user under the next free id.
@@ -263,9 +282,16 @@ impl AuctionTable {
     }
 
     /// Creates or renames the user `id`; their bids stay.
-    pub fn put_user(&mut self, id: &str, name: Name) -> Result<(User, Upsert), StoreError> {
+    pub fn put_user(
+        &mut self,
+        id: &str,
+        name: Name,
+        precondition: &Precondition,
+    ) -> Result<(User, Upsert), StoreError> {
         let key = NaturalId::new(id);
-        if !self.users.contains_key(&key) {
+        let current = self.users.get(&key).map(|user| Version::of(user.version));
+        precondition.check(|| format!("user {id}"), current)?;
+        if current.is_none() {
             self.check_room("users", self.users.len())?;
         }
         let upsert = self.upsert_user(key, name);
@@ -274,9 +300,11 @@ impl AuctionTable {
 
     fn upsert_user(&mut self, id: NaturalId, name: Name) -> Upsert {
         self.user_ids.observe(id.as_str());
+        let version = self.next_version();
         match self.users.get_mut(&id) {
             Some(user) => {
                 user.name = name.into_string();
+                user.version = version;
                 Upsert::Replaced
             }
             None => {
@@ -286,6 +314,7 @@ impl AuctionTable {
                         name: name.into_string(),
                         bids_by_item: HashMap::new(),
                         items_by_first_bid: BTreeMap::new(),
+                        version,
                     },
                 );
                 Upsert::Created
@@ -294,8 +323,9 @@ impl AuctionTable {
     }
 
     /// Deletes a user and all of their bids; winners are recomputed.
-    pub fn delete_user(&mut self, id: &str) -> Result<(), StoreError> {
+    pub fn delete_user(&mut self, id: &str, precondition: &Precondition) -> Result<(), StoreError> {
         let user = self.user_record(id)?;
+        precondition.check(|| format!("user {id}"), Some(Version::of(user.version)))?;
         let (items, placements) = (&self.items, &self.placements);
         let bid_ids: Vec<NaturalId> = user
             .bids_by_item
@@ -310,6 +340,7 @@ impl AuctionTable {
             self.remove_bid(&bid);
         }
         self.users.remove(&NaturalId::new(id));
+        self.next_version();
         Ok(())
     }
 
@@ -324,10 +355,7 @@ impl AuctionTable {
         let record = self.user_record(id)?;
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(UserItems {
-            user: User {
-                id: id.to_owned(),
-                name: record.name.clone(),
-            },
+            user: user_view(&NaturalId::new(id), record),
             items: record
                 .items_by_first_bid
                 .range((start, Bound::Unbounded))
@@ -361,6 +389,7 @@ impl AuctionTable {
             name: record.name.clone(),
             winning,
             bid_count: record.ranking.len(),
+            version: Version::of(record.version),
         }
     }
 
@@ -400,9 +429,16 @@ impl AuctionTable {
     }
 
     /// Creates or renames the item `id`; its bids stay.
-    pub fn put_item(&mut self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError> {
+    pub fn put_item(
+        &mut self,
+        id: &str,
+        name: Name,
+        precondition: &Precondition,
+    ) -> Result<(Item, Upsert), StoreError> {
         let key = NaturalId::new(id);
-        if !self.items.contains_key(&key) {
+        let current = self.items.get(&key).map(|item| Version::of(item.version));
+        precondition.check(|| format!("item {id}"), current)?;
+        if current.is_none() {
             self.check_room("items", self.items.len())?;
         }
         let upsert = self.upsert_item(key, name);
@@ -411,9 +447,11 @@ impl AuctionTable {
 
     fn upsert_item(&mut self, id: NaturalId, name: Name) -> Upsert {
         self.item_ids.observe(id.as_str());
+        let version = self.next_version();
         match self.items.get_mut(&id) {
             Some(item) => {
                 item.name = name.into_string();
+                item.version = version;
                 Upsert::Replaced
             }
             None => {
@@ -423,6 +461,7 @@ impl AuctionTable {
                     name: name.into_string(),
                     key,
                     ranking: BTreeSet::new(),
+                    version,
                 };
                 self.items.insert(id, record);
                 Upsert::Created
@@ -431,8 +470,10 @@ impl AuctionTable {
     }
 
     /// Deletes an item and all bids on it.
-    pub fn delete_item(&mut self, id: &str) -> Result<(), StoreError> {
-        let (start, end) = self.placement_positions(self.item_record(id)?);
+    pub fn delete_item(&mut self, id: &str, precondition: &Precondition) -> Result<(), StoreError> {
+        let record = self.item_record(id)?;
+        precondition.check(|| format!("item {id}"), Some(Version::of(record.version)))?;
+        let (start, end) = self.placement_positions(record);
         let bid_ids = read_positions(&self.placements, start, end, usize::MAX, |_, bid| {
             bid.clone()
         });
@@ -440,6 +481,7 @@ impl AuctionTable {
             self.remove_bid(&bid);
         }
         self.items.remove(&NaturalId::new(id));
+        self.next_version();
         Ok(())
     }
 
@@ -490,6 +532,7 @@ impl AuctionTable {
             item: record.item.to_string(),
             value: record.value.get(),
             user: record.user.to_string(),
+            version: Version::of(record.seq),
         }
     }
 
@@ -533,10 +576,12 @@ impl AuctionTable {
     }
 
     /// Deletes a bid, updating the item's winner and the user's items.
-    pub fn delete_bid(&mut self, id: &str) -> Result<(), StoreError> {
-        self.remove_bid(&NaturalId::new(id))
-            .map(|_| ())
-            .ok_or_else(|| not_found("bid", id))
+    pub fn delete_bid(&mut self, id: &str, precondition: &Precondition) -> Result<(), StoreError> {
+        let key = NaturalId::new(id);
+        let bid = self.bids.get(&key).ok_or_else(|| not_found("bid", id))?;
+        precondition.check(|| format!("bid {id}"), Some(Version::of(bid.seq)))?;
+        self.remove_bid(&key);
+        Ok(())
     }
 
     fn check_references(&self, bid: &NewBid) -> Result<(), StoreError> {
@@ -561,9 +606,11 @@ impl AuctionTable {
         let user_id = NaturalId::new(bid.user);
         let seq = self.next_seq;
         self.next_seq += 1;
+        let version = self.next_version();
 
         let item = self.items.get_mut(&item_id).expect("checked above");
         item.ranking.insert((Reverse(rank_key(bid.value)), seq));
+        item.version = version;
         let key = item.key;
         self.placements.insert((key, seq), id.clone());
 
@@ -588,9 +635,11 @@ impl AuctionTable {
 
     fn remove_bid(&mut self, id: &NaturalId) -> Option<BidRecord> {
         let bid = self.bids.remove(id)?;
+        let version = self.next_version();
         if let Some(item) = self.items.get_mut(&bid.item) {
             item.ranking
                 .remove(&(Reverse(rank_key(bid.value)), bid.seq));
+            item.version = version;
             let key = item.key;
             self.placements.remove(&(key, bid.seq));
         }
@@ -642,7 +691,8 @@ mod tests {
     #[test]
     fn full_tables_refuse_new_records_but_not_renames() {
         let mut t = AuctionTable::new(2);
-        t.put_user("u1", name("a")).unwrap();
+        t.put_user("u1", name("a"), &Precondition::default())
+            .unwrap();
         t.create_user(name("b")).unwrap();
         let full = |r: Result<(), StoreError>| {
             matches!(
@@ -654,13 +704,20 @@ mod tests {
             )
         };
         assert!(full(t.create_user(name("c")).map(drop)));
-        assert!(full(t.put_user("u9", name("c")).map(drop)));
+        assert!(full(
+            t.put_user("u9", name("c"), &Precondition::default())
+                .map(drop)
+        ));
         assert_eq!(
-            t.put_user("u1", name("renamed")).unwrap().1,
+            t.put_user("u1", name("renamed"), &Precondition::default())
+                .unwrap()
+                .1,
             Upsert::Replaced
         );
-        t.put_item("i1", name("i")).unwrap();
-        t.put_item("i2", name("i")).unwrap();
+        t.put_item("i1", name("i"), &Precondition::default())
+            .unwrap();
+        t.put_item("i2", name("i"), &Precondition::default())
+            .unwrap();
         assert!(matches!(
             t.create_item(name("x")),
             Err(StoreError::Full { what: "items", .. })

@@ -2,7 +2,7 @@
 
 use super::ordered::{self, RankedMap, read_chunk};
 use crate::store::query::{ListQuery, as_rows};
-use crate::store::{Book, BookChanges, BookFields, Cursor, StoreError};
+use crate::store::{Book, BookChanges, BookFields, Cursor, Precondition, StoreError, Version};
 
 /// All books, with the id counter: the in-memory rules, free of locks and I/O.
 #[derive(Debug)]
@@ -13,6 +13,8 @@ pub struct BookTable {
     highest_id: u64,
     /// The most books the table may hold.
     max_records: usize,
+    /// Bumped by every change: the version of the last book written, and the list's.
+    changes: u64,
 }
 
 impl BookTable {
@@ -22,6 +24,7 @@ impl BookTable {
             rows: RankedMap::new(),
             highest_id: 0,
             max_records,
+            changes: 0,
         }
     }
 
@@ -41,6 +44,10 @@ impl BookTable {
                 return Err(format!("book {}: {} {}", book.id, v.field, v.message));
             }
             table.highest_id = table.highest_id.max(book.id);
+            let book = Book {
+                version: table.next_version(),
+                ..book
+            };
             if let Some(earlier) = table.rows.insert(book.id, book) {
                 return Err(format!("book {}: duplicate id", earlier.id));
             }
@@ -86,6 +93,25 @@ impl BookTable {
         self.rows.get(&id).cloned().ok_or_else(|| not_found(id))
     }
 
+    /// A new version: the one after every version handed out so far.
+    fn next_version(&mut self) -> Version {
+        self.changes += 1;
+        Version::of(self.changes)
+    }
+
+    /// The version of the whole table: it moves with every change.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// `Ok` if the book `id` may be written under `precondition`; a missing book is 404
+    /// whatever the precondition (RFC 9110 §13.2.1: it applies only where the answer would be
+    /// a success).
+    fn check_write(&self, id: u64, precondition: &Precondition) -> Result<(), StoreError> {
+        let book = self.rows.get(&id).ok_or_else(|| not_found(id))?;
+        precondition.check(|| format!("book {id}"), Some(book.version))
+    }
+
     /// Stores a new book under the next free id.
     pub fn create(&mut self, fields: BookFields) -> Result<Book, StoreError> {
         if self.rows.len() >= self.max_records {
@@ -100,20 +126,41 @@ impl BookTable {
             .ok_or(StoreError::Exhausted("book ids"))?;
         self.highest_id = id;
         let (title, author) = fields.into_parts();
-        let book = Book { id, title, author };
+        let version = self.next_version();
+        let book = Book {
+            id,
+            title,
+            author,
+            version,
+        };
         self.rows.insert(id, book.clone());
         Ok(book)
     }
 
     /// Replaces both fields of an existing book.
-    pub fn replace(&mut self, id: u64, fields: BookFields) -> Result<Book, StoreError> {
+    pub fn replace(
+        &mut self,
+        id: u64,
+        fields: BookFields,
+        precondition: &Precondition,
+    ) -> Result<Book, StoreError> {
+        self.check_write(id, precondition)?;
+        let version = self.next_version();
         let book = self.rows.get_mut(&id).ok_or_else(|| not_found(id))?;
         (book.title, book.author) = fields.into_parts();
+        book.version = version;
         Ok(book.clone())
     }
 
     /// Changes the given fields of an existing book.
-    pub fn update(&mut self, id: u64, changes: BookChanges) -> Result<Book, StoreError> {
+    pub fn update(
+        &mut self,
+        id: u64,
+        changes: BookChanges,
+        precondition: &Precondition,
+    ) -> Result<Book, StoreError> {
+        self.check_write(id, precondition)?;
+        let version = self.next_version();
         let book = self.rows.get_mut(&id).ok_or_else(|| not_found(id))?;
         let (title, author) = changes.into_parts();
         if let Some(title) = title {
@@ -122,15 +169,16 @@ impl BookTable {
         if let Some(author) = author {
             book.author = author;
         }
+        book.version = version;
         Ok(book.clone())
     }
 
     /// Removes a book; its id stays used.
-    pub fn delete(&mut self, id: u64) -> Result<(), StoreError> {
-        self.rows
-            .remove(&id)
-            .map(|_| ())
-            .ok_or_else(|| not_found(id))
+    pub fn delete(&mut self, id: u64, precondition: &Precondition) -> Result<(), StoreError> {
+        self.check_write(id, precondition)?;
+        self.rows.remove(&id);
+        self.next_version();
+        Ok(())
     }
 }
 
@@ -159,6 +207,7 @@ mod tests {
             id,
             title: title.to_owned(),
             author: None,
+            version: Version::default(),
         }
     }
 
@@ -170,8 +219,8 @@ mod tests {
     fn ids_continue_above_the_highest_seed_id_and_are_never_reused() {
         let mut table = seeded(vec![book(3, "c"), book(7, "g")]).unwrap();
         assert_eq!(table.create(fields("h")).unwrap().id, 8);
-        table.delete(8).unwrap();
-        table.delete(7).unwrap();
+        table.delete(8, &Precondition::default()).unwrap();
+        table.delete(7, &Precondition::default()).unwrap();
         assert_eq!(table.create(fields("i")).unwrap().id, 9);
     }
 
@@ -188,7 +237,7 @@ mod tests {
             })
         ));
         assert_eq!(table.len(), 2);
-        table.delete(1).unwrap();
+        table.delete(1, &Precondition::default()).unwrap();
         // The refused create used no id.
         assert_eq!(table.create(fields("d")).unwrap().id, 3);
         let over = seeded((1..=101).map(|id| book(id, "t")).collect()).unwrap_err();

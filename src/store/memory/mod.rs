@@ -17,7 +17,7 @@ use super::query::ListQuery;
 use super::seed::{self, SeedError, UniqueKeys};
 use super::{
     AuctionStore, Backend, Bid, Book, BookChanges, BookFields, BookStore, Cursor, Item, Name,
-    NewBid, Resource, StoreError, Thing, ThingStore, Upsert, User, UserItems,
+    NewBid, Precondition, Resource, StoreError, Thing, ThingStore, Upsert, User, UserItems,
 };
 use auction::AuctionTable;
 use books::BookTable;
@@ -40,6 +40,14 @@ pub struct MemoryStore {
     things: ThingTable,
     /// Users, items and bids share one lock: a bid changes an item and a user together.
     auction: RwLock<AuctionTable>,
+    /// Random per store: versions of another in-memory store (before a restart) never match.
+    epoch: u64,
+}
+
+/// A random epoch; a fixed one only if the system has no randomness to give, which costs only
+/// the tell-apart across restarts.
+fn random_epoch() -> u64 {
+    getrandom::u64().unwrap_or(0x6d6f_6e6f)
 }
 
 impl MemoryStore {
@@ -49,6 +57,7 @@ impl MemoryStore {
             books: RwLock::new(BookTable::new(max_records)),
             things: ThingTable::default(),
             auction: RwLock::new(AuctionTable::new(max_records)),
+            epoch: random_epoch(),
         }
     }
 
@@ -72,6 +81,7 @@ impl MemoryStore {
             books: RwLock::new(books),
             things,
             auction: RwLock::new(auction),
+            epoch: random_epoch(),
         })
     }
 
@@ -117,16 +127,26 @@ impl BookStore for MemoryStore {
         self.books_mut().create(fields)
     }
 
-    async fn replace_book(&self, id: u64, fields: BookFields) -> Result<Book, StoreError> {
-        self.books_mut().replace(id, fields)
+    async fn replace_book_if(
+        &self,
+        id: u64,
+        fields: BookFields,
+        precondition: &Precondition,
+    ) -> Result<Book, StoreError> {
+        self.books_mut().replace(id, fields, precondition)
     }
 
-    async fn update_book(&self, id: u64, changes: BookChanges) -> Result<Book, StoreError> {
-        self.books_mut().update(id, changes)
+    async fn update_book_if(
+        &self,
+        id: u64,
+        changes: BookChanges,
+        precondition: &Precondition,
+    ) -> Result<Book, StoreError> {
+        self.books_mut().update(id, changes, precondition)
     }
 
-    async fn delete_book(&self, id: u64) -> Result<(), StoreError> {
-        self.books_mut().delete(id)
+    async fn delete_book_if(&self, id: u64, precondition: &Precondition) -> Result<(), StoreError> {
+        self.books_mut().delete(id, precondition)
     }
 }
 
@@ -173,12 +193,21 @@ impl AuctionStore for MemoryStore {
         self.auction_mut().create_user(name)
     }
 
-    async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError> {
-        self.auction_mut().put_user(id, name)
+    async fn put_user_if(
+        &self,
+        id: &str,
+        name: Name,
+        precondition: &Precondition,
+    ) -> Result<(User, Upsert), StoreError> {
+        self.auction_mut().put_user(id, name, precondition)
     }
 
-    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
-        self.auction_mut().delete_user(id)
+    async fn delete_user_if(
+        &self,
+        id: &str,
+        precondition: &Precondition,
+    ) -> Result<(), StoreError> {
+        self.auction_mut().delete_user(id, precondition)
     }
 
     async fn user_items(
@@ -211,12 +240,21 @@ impl AuctionStore for MemoryStore {
         self.auction_mut().create_item(name)
     }
 
-    async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError> {
-        self.auction_mut().put_item(id, name)
+    async fn put_item_if(
+        &self,
+        id: &str,
+        name: Name,
+        precondition: &Precondition,
+    ) -> Result<(Item, Upsert), StoreError> {
+        self.auction_mut().put_item(id, name, precondition)
     }
 
-    async fn delete_item(&self, id: &str) -> Result<(), StoreError> {
-        self.auction_mut().delete_item(id)
+    async fn delete_item_if(
+        &self,
+        id: &str,
+        precondition: &Precondition,
+    ) -> Result<(), StoreError> {
+        self.auction_mut().delete_item(id, precondition)
     }
 
     async fn item_bids(
@@ -254,8 +292,8 @@ impl AuctionStore for MemoryStore {
         self.auction_mut().place_bid(bid)
     }
 
-    async fn delete_bid(&self, id: &str) -> Result<(), StoreError> {
-        self.auction_mut().delete_bid(id)
+    async fn delete_bid_if(&self, id: &str, precondition: &Precondition) -> Result<(), StoreError> {
+        self.auction_mut().delete_bid(id, precondition)
     }
 }
 
@@ -268,6 +306,19 @@ impl Backend for MemoryStore {
             Resource::Users => self.auction().count_users(query),
             Resource::Items => self.auction().count_items(query),
             Resource::Bids => self.auction().count_bids(query),
+        })
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    async fn list_version(&self, what: Resource) -> Result<u64, StoreError> {
+        Ok(match what {
+            Resource::Books => self.books().changes(),
+            // Loaded once, never changed.
+            Resource::Things => 0,
+            Resource::Users | Resource::Items | Resource::Bids => self.auction().changes(),
         })
     }
 

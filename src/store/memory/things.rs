@@ -89,6 +89,7 @@ mod tests {
             id: id.to_owned(),
             name: format!("Thing {id}"),
             description: None,
+            version: Default::default(),
         }
     }
 

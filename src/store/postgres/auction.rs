@@ -18,11 +18,12 @@ use async_trait::async_trait;
 use super::bid_batches::ITEM_BIDS_LOCK;
 use super::error::{Context, store_error};
 use super::pool::Settle;
-use super::{PageSql, PostgresStore, queries, sql_count};
+use super::{Guarded, Key, PageSql, PostgresStore, queries, sql_count, statements};
 use crate::store::ids::counted_number;
 use crate::store::query::{ListQuery, as_rows};
 use crate::store::{
-    AuctionStore, Bid, Cursor, Item, Name, NewBid, StoreError, Upsert, User, UserItems,
+    AuctionStore, Bid, Cursor, Item, Name, NewBid, Precondition, StoreError, Upsert, User,
+    UserItems, Version,
 };
 
 fn plain(e: sqlx::Error) -> StoreError {
@@ -33,25 +34,79 @@ fn not_found(kind: &str, id: &str) -> StoreError {
     StoreError::NotFound(format!("{kind} {id}"))
 }
 
-type ItemRow = (String, String, Option<String>, i64);
+/// An item with its winner, bid count, version and latest bid's placing number.
+type ItemRow = (String, String, Option<String>, i64, i64, i64);
 
-fn item((id, name, winning, bid_count): ItemRow) -> Item {
+fn item((id, name, winning, bid_count, version, latest_bid): ItemRow) -> Item {
     Item {
         id,
         name,
         winning,
         bid_count: usize::try_from(bid_count).unwrap_or(usize::MAX),
+        // Two's complement keeps seeded bids' negative numbers distinct.
+        version: Version {
+            record: version as u64,
+            latest_bid: latest_bid as u64,
+            bid_count: bid_count as u64,
+        },
     }
 }
 
-type BidRow = (String, String, String, f64);
+/// The columns after an item's id and name that [`ItemRow`] reads, for the item `i`.
+macro_rules! item_columns {
+    () => {
+        "(SELECT b.id FROM bids b WHERE b.item_id = i.id ORDER BY b.value DESC, b.seq LIMIT 1), \
+         (SELECT count(*) FROM bids b WHERE b.item_id = i.id), i.version, \
+         COALESCE((SELECT max(b.seq) FROM bids b WHERE b.item_id = i.id), 0)"
+    };
+}
 
-fn bid((id, item, user, value): BidRow) -> Bid {
+/// A bid with its placing number.
+type BidRow = (String, String, String, f64, i64);
+
+fn bid((id, item, user, value, seq): BidRow) -> Bid {
     Bid {
         id,
         item,
         value,
         user,
+        version: Version::of(seq as u64),
+    }
+}
+
+type UserRow = (String, String, i64);
+
+fn user((id, name, version): UserRow) -> User {
+    User {
+        id,
+        name,
+        version: Version::of(version as u64),
+    }
+}
+
+/// An item's version: its own number, its latest bid and its bid count (see `versions.rs`).
+const ITEM_VERSION: &str = "SELECT i.version, \
+     COALESCE((SELECT max(b.seq) FROM bids b WHERE b.item_id = i.id), 0), \
+     (SELECT count(*) FROM bids b WHERE b.item_id = i.id) FROM items i WHERE i.id = $1";
+
+fn guarded_user(id: &str) -> Guarded<'_> {
+    Guarded {
+        lock: None,
+        version: "SELECT version, 0::bigint, 0::bigint FROM users WHERE id = $1 FOR UPDATE",
+        key: Key::Text(id),
+        what: format!("user {id}"),
+        upsert: true,
+    }
+}
+
+/// The row lock keeps bids off the item (placing share-locks it) while its version is read.
+fn guarded_item(id: &str) -> Guarded<'_> {
+    Guarded {
+        lock: Some("SELECT 1 FROM items WHERE id = $1 FOR UPDATE"),
+        version: ITEM_VERSION,
+        key: Key::Text(id),
+        what: format!("item {id}"),
+        upsert: true,
     }
 }
 
@@ -72,15 +127,12 @@ fn counted(prefix: &str, id: &str) -> Option<i64> {
 impl AuctionStore for PostgresStore {
     async fn list_users(&self, from: Cursor<String>, n: usize) -> Result<Vec<User>, StoreError> {
         let sql = PageSql {
-            by_offset: "SELECT id, name FROM users ORDER BY sort_key OFFSET $1 LIMIT $2",
-            after: "SELECT id, name FROM users WHERE sort_key > natural_sort_key($1) \
+            by_offset: "SELECT id, name, version FROM users ORDER BY sort_key OFFSET $1 LIMIT $2",
+            after: "SELECT id, name, version FROM users WHERE sort_key > natural_sort_key($1) \
                     ORDER BY sort_key LIMIT $2",
         };
-        let rows: Vec<(String, String)> = self.page("list_users", sql, from, n).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name)| User { id, name })
-            .collect())
+        let rows: Vec<UserRow> = self.page("list_users", sql, from, n).await?;
+        Ok(rows.into_iter().map(user).collect())
     }
 
     async fn find_users(
@@ -89,26 +141,21 @@ impl AuctionStore for PostgresStore {
         from: Cursor<User>,
         n: usize,
     ) -> Result<Vec<User>, StoreError> {
-        let rows: Vec<(String, String)> =
-            self.find(&queries::USERS, query, as_rows(&from), n).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name)| User { id, name })
-            .collect())
+        let rows: Vec<UserRow> = self.find(&queries::USERS, query, as_rows(&from), n).await?;
+        Ok(rows.into_iter().map(user).collect())
     }
 
     async fn get_user(&self, id: &str) -> Result<User, StoreError> {
         let _timer = self.timer("get_user");
         let mut conn = self.conn().await?;
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT id, name FROM users WHERE id = $1")
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, name, version FROM users WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *conn)
                 .await
                 .settle(&mut conn)
                 .map_err(plain)?;
-        row.map(|(id, name)| User { id, name })
-            .ok_or_else(|| not_found("user", id))
+        row.map(user).ok_or_else(|| not_found("user", id))
     }
 
     async fn create_user(&self, name: Name) -> Result<User, StoreError> {
@@ -118,49 +165,91 @@ impl AuctionStore for PostgresStore {
         // put above the counted range is skipped: the statement inserts nothing, the counter
         // stays past it, and the next number is tried, as `IdCounter::next` does.
         loop {
-            let row: Option<(String, String)> = sqlx::query_as(
+            let row: Option<UserRow> = sqlx::query_as(
                 "WITH counter AS (UPDATE counters SET highest = highest + 1 \
                                   WHERE prefix = 'user' RETURNING highest) \
                  INSERT INTO users (id, name) SELECT 'user' || highest, $1 FROM counter \
-                 ON CONFLICT (id) DO NOTHING RETURNING id, name",
+                 ON CONFLICT (id) DO NOTHING RETURNING id, name, version",
             )
             .bind(name.as_ref())
             .fetch_optional(&mut *conn)
             .await
             .settle(&mut conn)
             .map_err(|e| store_error(e, Context::hands_out("user ids")))?;
-            if let Some((id, name)) = row {
-                return Ok(User { id, name });
+            if let Some(row) = row {
+                return Ok(user(row));
             }
         }
     }
 
-    async fn put_user(&self, id: &str, name: Name) -> Result<(User, Upsert), StoreError> {
-        let _timer = self.timer("put_user");
-        let mut conn = self.conn().await?;
-        // The insert reads from `bump`, so the counter row is locked first, as in a create:
-        // a create and a PUT of the id it is about to hand out wait for each other in order.
-        let (id, name, created): (String, String, bool) = sqlx::query_as(
-            "WITH bump AS (UPDATE counters SET highest = GREATEST(highest, $3::bigint) \
-                           WHERE prefix = 'user' AND $3::bigint IS NOT NULL RETURNING 1) \
-             INSERT INTO users (id, name) SELECT $1, $2 FROM (SELECT count(*) FROM bump) AS bumped \
-             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name \
-             RETURNING id, name, xmax = 0",
-        )
-        .bind(id)
-        .bind(name.as_ref())
-        .bind(counted("user", id))
-        .fetch_one(&mut *conn)
-        .await
-        .settle(&mut conn)
-        .map_err(plain)?;
-        Ok((User { id, name }, upsert(created)))
+    async fn put_user_if(
+        &self,
+        id: &str,
+        name: Name,
+        precondition: &Precondition,
+    ) -> Result<(User, Upsert), StoreError> {
+        let counted = counted("user", id);
+        let key = id.to_owned();
+        let write = statements(move |conn| {
+            Box::pin(async move {
+                // The insert reads from `bump`, so the counter row is locked first, as in a
+                // create: a create and a PUT of the id it is about to hand out wait for each
+                // other in order.
+                let (id, name, version, created): (String, String, i64, bool) = sqlx::query_as(
+                    "WITH bump AS (UPDATE counters SET highest = GREATEST(highest, $3::bigint) \
+                                   WHERE prefix = 'user' AND $3::bigint IS NOT NULL RETURNING 1) \
+                     INSERT INTO users (id, name) \
+                     SELECT $1, $2 FROM (SELECT count(*) FROM bump) AS bumped \
+                     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
+                     version = nextval('record_versions') \
+                     RETURNING id, name, version, xmax = 0",
+                )
+                .bind(key)
+                .bind(name.as_ref())
+                .bind(counted)
+                .fetch_one(conn)
+                .await
+                .map_err(plain)?;
+                Ok((user((id, name, version)), upsert(created)))
+            })
+        });
+        self.guarded("put_user", precondition, guarded_user(id), write)
+            .await
     }
 
-    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
-        // Bids and `user_items` rows go by ON DELETE CASCADE, in the same statement.
-        let sql = "DELETE FROM users WHERE id = $1";
-        self.delete_by_id("delete_user", sql, id, || not_found("user", id))
+    async fn delete_user_if(
+        &self,
+        id: &str,
+        precondition: &Precondition,
+    ) -> Result<(), StoreError> {
+        let key = id.to_owned();
+        let write = statements(move |conn| {
+            Box::pin(async move {
+                // The user's row first (new bids of the user wait for it: their foreign key),
+                // then the items they bid on, whose versions move because each lists its bids,
+                // then the user, with bids and `user_items` rows by ON DELETE CASCADE: the
+                // order placing and deleting a bid take the same rows in, so no cycle forms.
+                // A transaction of its own (a savepoint inside a guarded one).
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(plain)?;
+                for sql in [
+                    "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+                    "UPDATE items SET version = nextval('record_versions') \
+                     WHERE id IN (SELECT item_id FROM bids WHERE user_id = $1)",
+                    "DELETE FROM users WHERE id = $1",
+                ] {
+                    let done = sqlx::query(sql)
+                        .bind(&key)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(plain)?;
+                    if sql.starts_with("SELECT") && done.rows_affected() == 0 {
+                        return Err(not_found("user", &key));
+                    }
+                }
+                tx.commit().await.map_err(plain)
+            })
+        });
+        self.guarded("delete_user", precondition, guarded_user(id), write)
             .await
     }
 
@@ -173,8 +262,8 @@ impl AuctionStore for PostgresStore {
         let _timer = self.timer("user_items");
         let after = after.map_or(i64::MIN, cursor_seq);
         let mut conn = self.conn().await?;
-        let rows: Vec<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT u.id, u.name, page.first_seq, page.item_id FROM users u \
+        let rows: Vec<(String, String, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT u.id, u.name, u.version, page.first_seq, page.item_id FROM users u \
              LEFT JOIN LATERAL (SELECT first_seq, item_id FROM user_items \
                                 WHERE user_id = u.id AND first_seq > $2 \
                                 ORDER BY first_seq LIMIT $3) page ON true \
@@ -187,33 +276,30 @@ impl AuctionStore for PostgresStore {
         .await
         .settle(&mut conn)
         .map_err(plain)?;
-        let Some((user_id, user_name, ..)) = rows.first() else {
+        let Some((user_id, user_name, version, ..)) = rows.first() else {
             return Err(not_found("user", id));
         };
-        let user = User {
-            id: user_id.clone(),
-            name: user_name.clone(),
-        };
+        let user = user((user_id.clone(), user_name.clone(), *version));
         let items = rows
             .into_iter()
-            .filter_map(|(_, _, seq, item)| Some((seq_cursor(seq?), item?)))
+            .filter_map(|(_, _, _, seq, item)| Some((seq_cursor(seq?), item?)))
             .collect();
         Ok(UserItems { user, items })
     }
 
     async fn list_items(&self, from: Cursor<String>, n: usize) -> Result<Vec<Item>, StoreError> {
         let sql = PageSql {
-            by_offset: "SELECT i.id, i.name, \
-                        (SELECT b.id FROM bids b WHERE b.item_id = i.id \
-                         ORDER BY b.value DESC, b.seq LIMIT 1), \
-                        (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
-                        FROM items i ORDER BY i.sort_key OFFSET $1 LIMIT $2",
-            after: "SELECT i.id, i.name, \
-                    (SELECT b.id FROM bids b WHERE b.item_id = i.id \
-                     ORDER BY b.value DESC, b.seq LIMIT 1), \
-                    (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
-                    FROM items i WHERE i.sort_key > natural_sort_key($1) \
-                    ORDER BY i.sort_key LIMIT $2",
+            by_offset: concat!(
+                "SELECT i.id, i.name, ",
+                item_columns!(),
+                " FROM items i ORDER BY i.sort_key OFFSET $1 LIMIT $2"
+            ),
+            after: concat!(
+                "SELECT i.id, i.name, ",
+                item_columns!(),
+                " FROM items i WHERE i.sort_key > natural_sort_key($1) \
+                 ORDER BY i.sort_key LIMIT $2"
+            ),
         };
         let rows: Vec<ItemRow> = self.page("list_items", sql, from, n).await?;
         Ok(rows.into_iter().map(item).collect())
@@ -232,13 +318,11 @@ impl AuctionStore for PostgresStore {
     async fn get_item(&self, id: &str) -> Result<Item, StoreError> {
         let _timer = self.timer("get_item");
         let mut conn = self.conn().await?;
-        let row: Option<ItemRow> = sqlx::query_as(
-            "SELECT i.id, i.name, \
-             (SELECT b.id FROM bids b WHERE b.item_id = i.id \
-              ORDER BY b.value DESC, b.seq LIMIT 1), \
-             (SELECT count(*) FROM bids b WHERE b.item_id = i.id) \
-             FROM items i WHERE i.id = $1",
-        )
+        let row: Option<ItemRow> = sqlx::query_as(concat!(
+            "SELECT i.id, i.name, ",
+            item_columns!(),
+            " FROM items i WHERE i.id = $1"
+        ))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
@@ -252,54 +336,93 @@ impl AuctionStore for PostgresStore {
         let mut conn = self.conn().await?;
         // As in `create_user`; a new item has no bids (they would need it to exist).
         loop {
-            let row: Option<(String, String)> = sqlx::query_as(
+            let row: Option<(String, String, i64)> = sqlx::query_as(
                 "WITH counter AS (UPDATE counters SET highest = highest + 1 \
                                   WHERE prefix = 'item' RETURNING highest) \
                  INSERT INTO items (id, name) SELECT 'item' || highest, $1 FROM counter \
-                 ON CONFLICT (id) DO NOTHING RETURNING id, name",
+                 ON CONFLICT (id) DO NOTHING RETURNING id, name, version",
             )
             .bind(name.as_ref())
             .fetch_optional(&mut *conn)
             .await
             .settle(&mut conn)
             .map_err(|e| store_error(e, Context::hands_out("item ids")))?;
-            if let Some((id, name)) = row {
-                return Ok(item((id, name, None, 0)));
+            if let Some((id, name, version)) = row {
+                return Ok(item((id, name, None, 0, version, 0)));
             }
         }
     }
 
-    async fn put_item(&self, id: &str, name: Name) -> Result<(Item, Upsert), StoreError> {
-        let _timer = self.timer("put_item");
-        let mut conn = self.conn().await?;
-        // See `put_user`. The item's bids stay; the statement's snapshot shows them all.
-        let (id, name, winning, bid_count, created): (String, String, Option<String>, i64, bool) =
-            sqlx::query_as(
-                "WITH bump AS (UPDATE counters SET highest = GREATEST(highest, $3::bigint) \
-                               WHERE prefix = 'item' AND $3::bigint IS NOT NULL RETURNING 1), \
-                 saved AS (INSERT INTO items (id, name) \
-                           SELECT $1, $2 FROM (SELECT count(*) FROM bump) AS bumped \
-                           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name \
-                           RETURNING id, name, xmax = 0 AS created) \
-                 SELECT s.id, s.name, \
-                 (SELECT b.id FROM bids b WHERE b.item_id = s.id \
-                  ORDER BY b.value DESC, b.seq LIMIT 1), \
-                 (SELECT count(*) FROM bids b WHERE b.item_id = s.id), \
-                 s.created FROM saved s",
-            )
-            .bind(id)
-            .bind(name.as_ref())
-            .bind(counted("item", id))
-            .fetch_one(&mut *conn)
+    async fn put_item_if(
+        &self,
+        id: &str,
+        name: Name,
+        precondition: &Precondition,
+    ) -> Result<(Item, Upsert), StoreError> {
+        let counted = counted("item", id);
+        let key = id.to_owned();
+        let write = statements(move |conn| {
+            Box::pin(async move {
+                // See `put_user`. The item's bids stay; the statement's snapshot shows them
+                // all.
+                let (id, name, winning, bid_count, version, latest, created): (
+                    String,
+                    String,
+                    Option<String>,
+                    i64,
+                    i64,
+                    i64,
+                    bool,
+                ) = sqlx::query_as(
+                    "WITH bump AS (UPDATE counters SET highest = GREATEST(highest, $3::bigint) \
+                                   WHERE prefix = 'item' AND $3::bigint IS NOT NULL RETURNING 1), \
+                     saved AS (INSERT INTO items (id, name) \
+                               SELECT $1, $2 FROM (SELECT count(*) FROM bump) AS bumped \
+                               ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
+                               version = nextval('record_versions') \
+                               RETURNING id, name, version, xmax = 0 AS created) \
+                     SELECT s.id, s.name, \
+                     (SELECT b.id FROM bids b WHERE b.item_id = s.id \
+                      ORDER BY b.value DESC, b.seq LIMIT 1), \
+                     (SELECT count(*) FROM bids b WHERE b.item_id = s.id), s.version, \
+                     COALESCE((SELECT max(b.seq) FROM bids b WHERE b.item_id = s.id), 0), \
+                     s.created FROM saved s",
+                )
+                .bind(key)
+                .bind(name.as_ref())
+                .bind(counted)
+                .fetch_one(conn)
+                .await
+                .map_err(plain)?;
+                let row = (id, name, winning, bid_count, version, latest);
+                Ok((item(row), upsert(created)))
+            })
+        });
+        self.guarded("put_item", precondition, guarded_item(id), write)
             .await
-            .settle(&mut conn)
-            .map_err(plain)?;
-        Ok((item((id, name, winning, bid_count)), upsert(created)))
     }
 
-    async fn delete_item(&self, id: &str) -> Result<(), StoreError> {
-        let sql = "DELETE FROM items WHERE id = $1";
-        self.delete_by_id("delete_item", sql, id, || not_found("item", id))
+    async fn delete_item_if(
+        &self,
+        id: &str,
+        precondition: &Precondition,
+    ) -> Result<(), StoreError> {
+        let key = id.to_owned();
+        let write = statements(move |conn| {
+            Box::pin(async move {
+                let deleted = sqlx::query("DELETE FROM items WHERE id = $1")
+                    .bind(&key)
+                    .execute(conn)
+                    .await
+                    .map_err(plain)?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(not_found("item", &key));
+                }
+                Ok(())
+            })
+        });
+        self.guarded("delete_item", precondition, guarded_item(id), write)
             .await
     }
 
@@ -322,12 +445,16 @@ impl AuctionStore for PostgresStore {
             String,
             Option<String>,
             i64,
+            i64,
+            i64,
             Option<i64>,
             Option<String>,
             Option<String>,
             Option<f64>,
         )> = sqlx::query_as(
-            "SELECT i.id, i.name, winner.id, total.n, page.seq, page.id, page.user_id, page.value \
+            "SELECT i.id, i.name, winner.id, total.n, i.version, \
+             COALESCE((SELECT max(b.seq) FROM bids b WHERE b.item_id = i.id), 0), \
+             page.seq, page.id, page.user_id, page.value \
              FROM items i \
              LEFT JOIN LATERAL (SELECT b.id FROM bids b WHERE b.item_id = i.id \
                                 ORDER BY b.value DESC, b.seq LIMIT 1) winner ON true \
@@ -345,14 +472,22 @@ impl AuctionStore for PostgresStore {
         .await
         .settle(&mut conn)
         .map_err(plain)?;
-        let Some((item_id, name, winning, bid_count, ..)) = rows.first() else {
+        let Some((item_id, name, winning, bid_count, version, latest, ..)) = rows.first() else {
             return Err(not_found("item", id));
         };
-        let found = item((item_id.clone(), name.clone(), winning.clone(), *bid_count));
+        let found = item((
+            item_id.clone(),
+            name.clone(),
+            winning.clone(),
+            *bid_count,
+            *version,
+            *latest,
+        ));
         let bids = rows
             .into_iter()
-            .filter_map(|(item_id, _, _, _, seq, bid_id, user, value)| {
-                Some((seq_cursor(seq?), bid((bid_id?, item_id, user?, value?))))
+            .filter_map(|(item_id, _, _, _, _, _, seq, bid_id, user, value)| {
+                let seq = seq?;
+                Some((seq_cursor(seq), bid((bid_id?, item_id, user?, value?, seq))))
             })
             .collect();
         Ok((found, bids))
@@ -361,22 +496,23 @@ impl AuctionStore for PostgresStore {
     async fn winning_bid(&self, id: &str) -> Result<Bid, StoreError> {
         let _timer = self.timer("winning_bid");
         let mut conn = self.conn().await?;
-        let row: Option<(Option<String>, Option<String>, Option<f64>)> = sqlx::query_as(
-            "SELECT winner.id, winner.user_id, winner.value FROM items i \
-             LEFT JOIN LATERAL (SELECT b.id, b.user_id, b.value FROM bids b \
+        let row: Option<(Option<String>, Option<String>, Option<f64>, Option<i64>)> =
+            sqlx::query_as(
+                "SELECT winner.id, winner.user_id, winner.value, winner.seq FROM items i \
+             LEFT JOIN LATERAL (SELECT b.id, b.user_id, b.value, b.seq FROM bids b \
                                 WHERE b.item_id = i.id \
                                 ORDER BY b.value DESC, b.seq LIMIT 1) winner ON true \
              WHERE i.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .settle(&mut conn)
-        .map_err(plain)?;
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .settle(&mut conn)
+            .map_err(plain)?;
         match row {
             None => Err(not_found("item", id)),
-            Some((Some(bid_id), Some(user), Some(value))) => {
-                Ok(bid((bid_id, id.to_owned(), user, value)))
+            Some((Some(bid_id), Some(user), Some(value), Some(seq))) => {
+                Ok(bid((bid_id, id.to_owned(), user, value, seq)))
             }
             Some(_) => Err(StoreError::NoBids(format!("item {id}"))),
         }
@@ -384,9 +520,9 @@ impl AuctionStore for PostgresStore {
 
     async fn list_bids(&self, from: Cursor<String>, n: usize) -> Result<Vec<Bid>, StoreError> {
         let sql = PageSql {
-            by_offset: "SELECT id, item_id, user_id, value FROM bids \
+            by_offset: "SELECT id, item_id, user_id, value, seq FROM bids \
                         ORDER BY sort_key OFFSET $1 LIMIT $2",
-            after: "SELECT id, item_id, user_id, value FROM bids \
+            after: "SELECT id, item_id, user_id, value, seq FROM bids \
                     WHERE sort_key > natural_sort_key($1) ORDER BY sort_key LIMIT $2",
         };
         let rows: Vec<BidRow> = self.page("list_bids", sql, from, n).await?;
@@ -407,7 +543,7 @@ impl AuctionStore for PostgresStore {
         let _timer = self.timer("get_bid");
         let mut conn = self.conn().await?;
         let row: Option<BidRow> =
-            sqlx::query_as("SELECT id, item_id, user_id, value FROM bids WHERE id = $1")
+            sqlx::query_as("SELECT id, item_id, user_id, value, seq FROM bids WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *conn)
                 .await
@@ -421,7 +557,7 @@ impl AuctionStore for PostgresStore {
         self.place_bid_batched(new).await
     }
 
-    async fn delete_bid(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_bid_if(&self, id: &str, precondition: &Precondition) -> Result<(), StoreError> {
         let _timer = self.timer("delete_bid");
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(plain)?;
@@ -430,15 +566,18 @@ impl AuctionStore for PostgresStore {
         // closed a cycle with a placer and a user's delete (holding the user, waiting for the
         // bid), which PostgreSQL broke by failing one of them with a 503. A bid's user and item
         // never change, so they can be read before anything is locked.
-        let owner: Option<(String, String)> =
-            sqlx::query_as("SELECT user_id, item_id FROM bids WHERE id = $1")
+        // Its placing number is its version, and never changes, so the precondition is
+        // checked here, before any lock.
+        let owner: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT user_id, item_id, seq FROM bids WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(plain)?;
-        let Some((user, item)) = owner else {
+        let Some((user, item, seq)) = owner else {
             return Err(not_found("bid", id));
         };
+        precondition.check(|| format!("bid {id}"), Some(Version::of(seq as u64)))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(ITEM_BIDS_LOCK)
             .bind(&item)
@@ -447,7 +586,8 @@ impl AuctionStore for PostgresStore {
             .map_err(plain)?;
         for (lock, key) in [
             ("SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE", &user),
-            ("SELECT 1 FROM items WHERE id = $1 FOR KEY SHARE", &item),
+            // Not only shared: the item's version moves below (placers' share locks allow it).
+            ("SELECT 1 FROM items WHERE id = $1 FOR NO KEY UPDATE", &item),
         ] {
             sqlx::query(lock)
                 .bind(key)
@@ -481,6 +621,12 @@ impl AuctionStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(plain)?;
+        // The item lists its bids: its version moves.
+        sqlx::query("UPDATE items SET version = nextval('record_versions') WHERE id = $1")
+            .bind(&item)
+            .execute(&mut *tx)
+            .await
+            .map_err(plain)?;
         tx.commit().await.settle(&mut conn).map_err(plain)
     }
 }

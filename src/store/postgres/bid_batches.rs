@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use super::PostgresStore;
 use super::error::{Context, is_foreign_key_violation, missing_item, missing_user, store_error};
 use super::pool::{Conn, Settle};
-use crate::store::{Bid, NewBid, StoreError};
+use crate::store::{Bid, NewBid, StoreError, Version};
 
 /// The first key of the transaction-scoped advisory lock that serialises the bids of one item
 /// (the second is a hash of its id; a collision only makes two items wait for each other).
@@ -214,7 +214,7 @@ impl PostgresStore {
             };
             match placed.settle(conn) {
                 Ok(rows) if rows.len() == now.len() => {
-                    for (&i, (user_found, item_found, id)) in now.iter().zip(rows) {
+                    for (&i, (user_found, item_found, id, seq)) in now.iter().zip(rows) {
                         let bid = &bids[i];
                         outcomes[i] = match id {
                             Some(id) => Some(Ok(Bid {
@@ -222,6 +222,7 @@ impl PostgresStore {
                                 item: bid.item.clone(),
                                 value: bid.value.get(),
                                 user: bid.user.clone(),
+                                version: Version::of(seq.unwrap_or_default() as u64),
                             })),
                             // Checked in the memory store's order: the user first.
                             None if !user_found => Some(Err(missing_user(&bid.user))),
@@ -296,7 +297,7 @@ async fn insert_bids(
     conn: &mut PgConnection,
     item: &str,
     bids: &[&NewBid],
-) -> Result<Vec<(bool, bool, Option<String>)>, sqlx::Error> {
+) -> Result<Vec<(bool, bool, Option<String>, Option<i64>)>, sqlx::Error> {
     let users: Vec<&str> = bids.iter().map(|bid| bid.user.as_str()).collect();
     let values: Vec<f64> = bids.iter().map(|bid| bid.value.get()).collect();
     sqlx::query_as(
@@ -316,7 +317,7 @@ async fn insert_bids(
                    FROM placed JOIN numbered ON numbered.n = placed.seq \
                    GROUP BY numbered.user_id \
                    ON CONFLICT (user_id, item_id) DO NOTHING) \
-         SELECT wanted.user_found, item.item_found, placed.id \
+         SELECT wanted.user_found, item.item_found, placed.id, placed.seq \
          FROM wanted CROSS JOIN item \
          LEFT JOIN numbered ON numbered.ord = wanted.ord \
          LEFT JOIN placed ON placed.seq = numbered.n \

@@ -7,19 +7,32 @@ use async_trait::async_trait;
 
 use super::error::{Context, store_error};
 use super::pool::Settle;
-use super::{PageSql, PostgresStore, queries};
+use super::{Guarded, Key, PageSql, PostgresStore, queries, statements};
 use crate::store::query::{ListQuery, as_rows};
 use crate::store::{
-    Book, BookChanges, BookFields, BookStore, Cursor, StoreError, Thing, ThingStore,
+    Book, BookChanges, BookFields, BookStore, Cursor, Precondition, StoreError, Thing, ThingStore,
+    Version,
 };
 
-type BookRow = (i64, String, Option<String>);
+type BookRow = (i64, String, Option<String>, i64);
 
-fn book((id, title, author): BookRow) -> Book {
+fn book((id, title, author, version): BookRow) -> Book {
     Book {
         id: id.unsigned_abs(),
         title,
         author,
+        version: Version::of(version.unsigned_abs()),
+    }
+}
+
+/// Locks a book and reads its version, for a write with a precondition.
+fn guarded(key: i64, id: u64) -> Guarded<'static> {
+    Guarded {
+        lock: None,
+        version: "SELECT version, 0::bigint, 0::bigint FROM books WHERE id = $1 FOR UPDATE",
+        key: Key::Number(key),
+        what: format!("book {id}"),
+        upsert: false,
     }
 }
 
@@ -43,8 +56,8 @@ impl BookStore for PostgresStore {
             },
         };
         let sql = PageSql {
-            by_offset: "SELECT id, title, author FROM books ORDER BY id OFFSET $1 LIMIT $2",
-            after: "SELECT id, title, author FROM books WHERE id > $1 ORDER BY id LIMIT $2",
+            by_offset: "SELECT id, title, author, version FROM books ORDER BY id OFFSET $1 LIMIT $2",
+            after: "SELECT id, title, author, version FROM books WHERE id > $1 ORDER BY id LIMIT $2",
         };
         let rows: Vec<BookRow> = self.page("list_books", sql, from, n).await?;
         Ok(rows.into_iter().map(book).collect())
@@ -64,7 +77,7 @@ impl BookStore for PostgresStore {
         let _timer = self.timer("get_book");
         let key = i64::try_from(id).map_err(|_| not_found(id))?;
         let mut conn = self.conn().await?;
-        sqlx::query_as::<_, BookRow>("SELECT id, title, author FROM books WHERE id = $1")
+        sqlx::query_as::<_, BookRow>("SELECT id, title, author, version FROM books WHERE id = $1")
             .bind(key)
             .fetch_optional(&mut *conn)
             .await
@@ -79,7 +92,7 @@ impl BookStore for PostgresStore {
         let mut conn = self.conn().await?;
         sqlx::query_as::<_, BookRow>(
             "INSERT INTO books (id, title, author) VALUES (nextval('book_ids'), $1, $2) \
-             RETURNING id, title, author",
+             RETURNING id, title, author, version",
         )
         .bind(fields.title())
         .bind(fields.author())
@@ -90,51 +103,84 @@ impl BookStore for PostgresStore {
         .map_err(|e| store_error(e, Context::hands_out("book ids")))
     }
 
-    async fn replace_book(&self, id: u64, fields: BookFields) -> Result<Book, StoreError> {
-        let _timer = self.timer("replace_book");
+    async fn replace_book_if(
+        &self,
+        id: u64,
+        fields: BookFields,
+        precondition: &Precondition,
+    ) -> Result<Book, StoreError> {
         let key = i64::try_from(id).map_err(|_| not_found(id))?;
-        let mut conn = self.conn().await?;
-        sqlx::query_as::<_, BookRow>(
-            "UPDATE books SET title = $2, author = $3 WHERE id = $1 RETURNING id, title, author",
-        )
-        .bind(key)
-        .bind(fields.title())
-        .bind(fields.author())
-        .fetch_optional(&mut *conn)
-        .await
-        .settle(&mut conn)
-        .map_err(plain)?
-        .map(book)
-        .ok_or_else(|| not_found(id))
+        let write = statements(move |conn| {
+            Box::pin(async move {
+                sqlx::query_as::<_, BookRow>(
+                    "UPDATE books SET title = $2, author = $3, \
+                     version = nextval('record_versions') \
+                     WHERE id = $1 RETURNING id, title, author, version",
+                )
+                .bind(key)
+                .bind(fields.title())
+                .bind(fields.author())
+                .fetch_optional(conn)
+                .await
+                .map_err(plain)?
+                .map(book)
+                .ok_or_else(|| not_found(id))
+            })
+        });
+        self.guarded("replace_book", precondition, guarded(key, id), write)
+            .await
     }
 
-    async fn update_book(&self, id: u64, changes: BookChanges) -> Result<Book, StoreError> {
-        let _timer = self.timer("update_book");
+    async fn update_book_if(
+        &self,
+        id: u64,
+        changes: BookChanges,
+        precondition: &Precondition,
+    ) -> Result<Book, StoreError> {
         let key = i64::try_from(id).map_err(|_| not_found(id))?;
-        let author = changes.author();
-        let mut conn = self.conn().await?;
-        // `$3` says whether the author changes at all; `$4` is the new one (NULL removes it).
-        sqlx::query_as::<_, BookRow>(
-            "UPDATE books SET title = COALESCE($2, title), \
-             author = CASE WHEN $3 THEN $4 ELSE author END \
-             WHERE id = $1 RETURNING id, title, author",
-        )
-        .bind(key)
-        .bind(changes.title())
-        .bind(author.is_some())
-        .bind(author.flatten())
-        .fetch_optional(&mut *conn)
-        .await
-        .settle(&mut conn)
-        .map_err(plain)?
-        .map(book)
-        .ok_or_else(|| not_found(id))
+        let write = statements(move |conn| {
+            Box::pin(async move {
+                let author = changes.author();
+                // `$3` says whether the author changes at all; `$4` is the new one (NULL
+                // removes it).
+                sqlx::query_as::<_, BookRow>(
+                    "UPDATE books SET title = COALESCE($2, title), \
+                     author = CASE WHEN $3 THEN $4 ELSE author END, \
+                     version = nextval('record_versions') \
+                     WHERE id = $1 RETURNING id, title, author, version",
+                )
+                .bind(key)
+                .bind(changes.title())
+                .bind(author.is_some())
+                .bind(author.flatten())
+                .fetch_optional(conn)
+                .await
+                .map_err(plain)?
+                .map(book)
+                .ok_or_else(|| not_found(id))
+            })
+        });
+        self.guarded("update_book", precondition, guarded(key, id), write)
+            .await
     }
 
-    async fn delete_book(&self, id: u64) -> Result<(), StoreError> {
+    async fn delete_book_if(&self, id: u64, precondition: &Precondition) -> Result<(), StoreError> {
         let key = i64::try_from(id).map_err(|_| not_found(id))?;
-        let sql = "DELETE FROM books WHERE id = $1";
-        self.delete_by_id("delete_book", sql, key, || not_found(id))
+        let write = statements(move |conn| {
+            Box::pin(async move {
+                let deleted = sqlx::query("DELETE FROM books WHERE id = $1")
+                    .bind(key)
+                    .execute(conn)
+                    .await
+                    .map_err(plain)?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(not_found(id));
+                }
+                Ok(())
+            })
+        });
+        self.guarded("delete_book", precondition, guarded(key, id), write)
             .await
     }
 }
@@ -146,6 +192,8 @@ fn thing((id, name, description): ThingRow) -> Thing {
         id,
         name,
         description,
+        // The catalogue never changes after its seed.
+        version: Version::default(),
     }
 }
 

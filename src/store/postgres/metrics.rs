@@ -101,6 +101,7 @@ mod tests {
         let store = PostgresStore::new(
             super::super::pool::new(options, 4),
             std::time::Duration::from_secs(1),
+            0,
         );
         drop(store.timer("get_book"));
         let metrics = DbMetrics::new(store);

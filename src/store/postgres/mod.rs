@@ -21,15 +21,18 @@ mod queries;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use prometheus::{HistogramOpts, HistogramVec};
+use sqlx::PgConnection;
 use sqlx::postgres::{PgRow, Postgres};
 
 use super::query::ListQuery;
-use super::{Backend, Cursor, Resource, StoreError};
+use super::{Backend, Cursor, Precondition, Resource, StoreError, Version};
 use bid_batches::BidQueues;
 use error::{Context, store_error};
 use pool::{Conn, Pool, Settle};
@@ -56,6 +59,8 @@ pub struct PostgresStore {
     query_latency: HistogramVec,
     /// Bids waiting to be placed, per item (see `bid_batches.rs`).
     bid_queues: Arc<BidQueues>,
+    /// The database's random epoch (`store_identity`), read once at open.
+    epoch: u64,
 }
 
 /// A snapshot of the connection pool, for the metrics.
@@ -72,7 +77,7 @@ pub struct PoolStats {
 }
 
 impl PostgresStore {
-    fn new(pool: Pool, acquire_timeout: Duration) -> Self {
+    fn new(pool: Pool, acquire_timeout: Duration, epoch: u64) -> Self {
         let query_latency = HistogramVec::new(
             HistogramOpts::new(
                 "monolith_db_query_duration_seconds",
@@ -87,6 +92,7 @@ impl PostgresStore {
             acquire_timeout,
             query_latency,
             bid_queues: Arc::default(),
+            epoch,
         }
     }
 
@@ -149,32 +155,91 @@ impl PostgresStore {
             .settle(&mut conn)
             .map_err(|e| store_error(e, Context::PLAIN))
     }
+}
 
-    /// Runs `sql`, a `DELETE … WHERE id = $1`, for `key` as the operation `op`; `missing` if
-    /// no row went.
-    async fn delete_by_id<K>(
+/// A record a write may carry a precondition on: how to lock it and read its version, and its
+/// name for a 404 or a 412.
+pub(super) struct Guarded<'a> {
+    /// Locks the record's row; `None` where its version never changes (bids).
+    pub lock: Option<&'static str>,
+    /// Reads the version (`record`, `latest_bid`, `bid_count`); run after the lock, so with a
+    /// snapshot that sees every change committed before it.
+    pub version: &'static str,
+    pub key: Key<'a>,
+    pub what: String,
+    /// Whether the write creates the record when it does not exist (a PUT of a user or item):
+    /// then a precondition on a missing record is checked, else the answer is a 404.
+    pub upsert: bool,
+}
+
+/// A record's key, to bind.
+pub(super) enum Key<'a> {
+    Number(i64),
+    Text(&'a str),
+}
+
+/// A write's statements, on the connection or transaction it is given.
+pub(super) type Write<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
+
+/// `write`, typed for [`PostgresStore::guarded`]: a closure only gets the signature that works
+/// for every borrow of the connection when it is passed where that signature is asked for.
+pub(super) fn statements<T, F>(write: F) -> F
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> Write<'c, T>,
+{
+    write
+}
+
+impl PostgresStore {
+    /// Runs `write` as the operation `op`: alone when `precondition` requires nothing, else in a
+    /// transaction that first locks `record` and checks its version, so that no other write
+    /// comes between the check and this one.
+    async fn guarded<T>(
         &self,
         op: &'static str,
-        sql: &'static str,
-        key: K,
-        missing: impl FnOnce() -> StoreError + Send,
-    ) -> Result<(), StoreError>
-    where
-        K: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + Send,
-    {
+        precondition: &Precondition,
+        record: Guarded<'_>,
+        write: impl for<'c> FnOnce(&'c mut PgConnection) -> Write<'c, T> + Send,
+    ) -> Result<T, StoreError> {
         let _timer = self.timer(op);
         let mut conn = self.conn().await?;
-        let deleted = sqlx::query(sql)
-            .bind(key)
-            .execute(&mut *conn)
-            .await
-            .settle(&mut conn)
-            .map_err(|e| store_error(e, Context::PLAIN))?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(missing());
+        if precondition.is_none() {
+            let result = write(&mut conn).await;
+            conn.settle_unless(matches!(result, Err(StoreError::Unavailable(_))));
+            return result;
         }
-        Ok(())
+        let plain = |e| store_error(e, Context::PLAIN);
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(plain)?;
+        if let Some(lock) = record.lock {
+            let query = match record.key {
+                Key::Number(n) => sqlx::query(lock).bind(n),
+                Key::Text(text) => sqlx::query(lock).bind(text),
+            };
+            let found = query.fetch_optional(&mut *tx).await.map_err(plain)?;
+            if found.is_none() && !record.upsert {
+                return Err(StoreError::NotFound(record.what));
+            }
+        }
+        let query = sqlx::query_as::<_, (i64, i64, i64)>(record.version);
+        let query = match record.key {
+            Key::Number(n) => query.bind(n),
+            Key::Text(text) => query.bind(text),
+        };
+        let current = query.fetch_optional(&mut *tx).await.map_err(plain)?;
+        let current = current.map(|(record, latest_bid, bid_count)| Version {
+            // Two's complement: seeded bids' negative numbers stay distinct, which is all a
+            // version needs.
+            record: record as u64,
+            latest_bid: latest_bid as u64,
+            bid_count: bid_count as u64,
+        });
+        if current.is_none() && !record.upsert {
+            return Err(StoreError::NotFound(record.what));
+        }
+        precondition.check(|| record.what.clone(), current)?;
+        let result = write(&mut tx).await?;
+        tx.commit().await.settle(&mut conn).map_err(plain)?;
+        Ok(result)
     }
 }
 
@@ -219,6 +284,50 @@ impl Backend for PostgresStore {
             Resource::Bids => &queries::BIDS,
         };
         PostgresStore::count_matching(self, listing, query).await
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Every row's key and version hashed and folded with XOR, and the count: one scan (as
+    /// `count(*)` is), no lock, no counter row for writers to queue on, and it moves with any
+    /// insert, update or delete, whatever order concurrent writers commit in. (A counter
+    /// bumped by every write would serialise them, bid batches of different items included; a
+    /// sequence read here would miss a write that drew its number earlier and committed later.)
+    /// Items list their bids, so their version folds in the bids' too.
+    async fn list_version(&self, what: Resource) -> Result<u64, StoreError> {
+        let _timer = self.timer("list_version");
+        const BOOKS: &str = "SELECT count(*), \
+            COALESCE(bit_xor(hashtextextended(id::text || '/' || version, 0)), 0) FROM books";
+        const USERS: &str = "SELECT count(*), \
+            COALESCE(bit_xor(hashtextextended(id || '/' || version, 0)), 0) FROM users";
+        const BIDS: &str = "SELECT count(*), \
+            COALESCE(bit_xor(hashtextextended(id, 0)), 0) FROM bids";
+        let sql: &[&str] = match what {
+            Resource::Books => &[BOOKS],
+            Resource::Things => return Ok(0),
+            Resource::Users => &[USERS],
+            Resource::Items => &[
+                "SELECT count(*), \
+                 COALESCE(bit_xor(hashtextextended(id || '/' || version, 0)), 0) FROM items",
+                BIDS,
+            ],
+            Resource::Bids => &[BIDS],
+        };
+        let mut conn = self.conn().await?;
+        let mut version = 0_u64;
+        for sql in sql {
+            let (count, hashes): (i64, i64) = sqlx::query_as(*sql)
+                .fetch_one(&mut *conn)
+                .await
+                .settle(&mut conn)
+                .map_err(|e| store_error(e, Context::PLAIN))?;
+            version = version.rotate_left(17)
+                ^ (hashes as u64)
+                ^ (count as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        Ok(version)
     }
 
     async fn count(&self, what: Resource) -> Result<usize, StoreError> {

@@ -38,6 +38,10 @@ pub async fn open(config: &DatabaseConfig, data_dir: &Path) -> Result<Store, Ope
         seed_if_empty(conn, data_dir).await
     })
     .await?;
+    let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM store_identity")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| OpenError::Database(format!("cannot read the store's epoch: {e}")))?;
     conn.close().await.ok();
 
     // Generic plans: every statement here is a parameterised lookup or an index-ordered page
@@ -60,6 +64,7 @@ pub async fn open(config: &DatabaseConfig, data_dir: &Path) -> Result<Store, Ope
     Ok(Store::new(PostgresStore::new(
         pool,
         config.statement_timeout,
+        epoch.unsigned_abs(),
     )))
 }
 

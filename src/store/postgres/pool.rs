@@ -111,6 +111,16 @@ pub trait Settle {
     fn settle(self, conn: &mut Conn) -> Self;
 }
 
+impl Conn {
+    /// Marks the connection settled after statements whose errors were already mapped, unless
+    /// `broken` (the mapping said the database is unavailable: the link may be mid-reply).
+    pub fn settle_unless(&mut self, broken: bool) {
+        if !broken {
+            self.0.settled = true;
+        }
+    }
+}
+
 impl<T> Settle for Result<T, sqlx::Error> {
     fn settle(self, conn: &mut Conn) -> Self {
         if matches!(&self, Ok(_) | Err(sqlx::Error::Database(_))) {

@@ -36,18 +36,19 @@ pub(super) struct Listing {
     pub fields: Fields,
 }
 
-/// The winner and bid count of item `i`, as `list_items` reads them.
+/// The winner, bid count, version and latest bid of item `i`, as `list_items` reads them.
 macro_rules! item_columns {
     () => {
         "(SELECT b.id FROM bids b WHERE b.item_id = i.id ORDER BY b.value DESC, b.seq LIMIT 1) \
-         AS winning, (SELECT count(*) FROM bids b WHERE b.item_id = i.id) AS bid_count"
+         AS winning, (SELECT count(*) FROM bids b WHERE b.item_id = i.id) AS bid_count, \
+         i.version, COALESCE((SELECT max(b.seq) FROM bids b WHERE b.item_id = i.id), 0) AS latest"
     };
 }
 
 pub(super) const BOOKS: Listing = Listing {
     op: "find_books",
     from: "books r",
-    select: "r.id, r.title, r.author",
+    select: "r.id, r.title, r.author, r.version",
     columns: &["r.id", "r.title", "r.author"],
     id_order: "r.id",
     fields: crate::store::query::BOOKS,
@@ -65,7 +66,7 @@ pub(super) const THINGS: Listing = Listing {
 pub(super) const USERS: Listing = Listing {
     op: "find_users",
     from: "users r",
-    select: "r.id, r.name",
+    select: "r.id, r.name, r.version",
     columns: &["r.id", "r.name"],
     id_order: "r.sort_key",
     fields: crate::store::query::USERS,
@@ -78,7 +79,7 @@ pub(super) const ITEMS: Listing = Listing {
         item_columns!(),
         " FROM items i) r"
     ),
-    select: "r.id, r.name, r.winning, r.bid_count",
+    select: "r.id, r.name, r.winning, r.bid_count, r.version, r.latest",
     columns: &["r.id", "r.name", "r.winning"],
     id_order: "r.sort_key",
     fields: crate::store::query::ITEMS,
@@ -87,7 +88,7 @@ pub(super) const ITEMS: Listing = Listing {
 pub(super) const BIDS: Listing = Listing {
     op: "find_bids",
     from: "bids r",
-    select: "r.id, r.item_id, r.user_id, r.value",
+    select: "r.id, r.item_id, r.user_id, r.value, r.seq",
     columns: &["r.id", "r.item_id", "r.user_id", "r.value"],
     id_order: "r.sort_key",
     fields: crate::store::query::BIDS,

@@ -167,6 +167,13 @@ async fn bid_sort_key_is_inlined_into_the_statement_that_calls_it() {
 /// Everything the bundled data answers through the store traits, to compare two stores.
 /// Placing numbers are left out: they are opaque cursors (memory counts from 0, PostgreSQL's
 /// sequence from 1), only their order matters.
+/// `text` (a record's `Debug`) without its versions: each engine numbers them its own way.
+fn unversioned(text: String) -> String {
+    let version = regex::Regex::new(r"version: Version \{[^}]*\}").unwrap();
+    version.replace_all(&text, "version: _").into_owned()
+}
+
+/// What `store` answers to every read, versions aside.
 async fn answers(store: &Store) -> Vec<String> {
     let all = usize::MAX;
     let mut out = vec![
@@ -209,7 +216,7 @@ async fn answers(store: &Store) -> Vec<String> {
             store.winning_bid(&item.id).await.map_err(|e| e.to_string())
         ));
     }
-    out
+    out.into_iter().map(unversioned).collect()
 }
 
 #[tokio::test]

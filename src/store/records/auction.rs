@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 use crate::store::ids::is_valid_id;
 use crate::store::seed::UniqueKeys;
-use crate::store::{Violation, check_text};
+use crate::store::{Version, Violation, check_text};
 
 /// The string form of a bid value: a plain decimal greater than 0, up to 15 integer digits and
 /// a fraction of up to 9 (or, below 1, up to 17) digits. The original client sends values as
@@ -120,6 +120,8 @@ pub struct User {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// What the `ETag` is made of.
+    pub version: Version,
 }
 
 /// A bid.
@@ -133,6 +135,8 @@ pub struct Bid {
     pub value: f64,
     /// The bidder.
     pub user: String,
+    /// What the `ETag` is made of: bids never change, so their placing number.
+    pub version: Version,
 }
 
 /// An item with its winning bid.
@@ -146,6 +150,8 @@ pub struct Item {
     pub winning: Option<String>,
     /// How many bids the item has.
     pub bid_count: usize,
+    /// What the `ETag` is made of; it moves with the item's bids.
+    pub version: Version,
 }
 
 /// A user with some of the items they bid on, once each, in order of their first bid.

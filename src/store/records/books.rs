@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::store::{Violation, check_text};
+use crate::store::{Version, Violation, check_text};
 
 /// A book as stored and sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -21,6 +21,10 @@ pub struct Book {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 200, example = "Jane Doe")]
     pub author: Option<String>,
+    /// Not sent: the `ETag`.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub version: Version,
 }
 
 /// A book's fields, checked against the rules: what create and replace store.

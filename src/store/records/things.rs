@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::store::Version;
+
 /// One entry of the catalogue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -17,4 +19,8 @@ pub struct Thing {
     /// Free text; absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Not sent: the `ETag` (the catalogue never changes, so every thing has the first one).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub version: Version,
 }
