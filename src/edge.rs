@@ -81,10 +81,13 @@ pub fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::ACCEPT,
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
                 HeaderName::from_static("x-server-key"),
                 HeaderName::from_static("x-request-id"),
             ])
             .expose_headers([
+                header::ETAG,
                 header::LINK,
                 header::LOCATION,
                 header::RETRY_AFTER,

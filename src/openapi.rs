@@ -3,10 +3,10 @@
 
 use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, ResponseBuilder, Server};
+use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, Required, ResponseBuilder, Server};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, PROBLEM_JSON, Problem};
@@ -83,18 +83,110 @@ pub fn finish(mut spec: Spec, prefix: &str) -> Spec {
             item.servers = Some(vec![Server::new("/")]);
         }
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
         ];
-        for operation in operations.into_iter().flatten() {
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            add_conditional(method, operation);
             add_common_errors(operation, is_probe);
             add_paging_links(operation);
         }
     }
     spec
+}
+
+/// Whether an operation works on the store's records (not the index, echo or probes).
+fn is_store_operation(operation: &Operation) -> bool {
+    operation.tags.as_ref().is_some_and(|tags| {
+        tags.iter().any(|tag| {
+            [books::TAG, users::TAG, items::TAG, bids::TAG, things::TAG].contains(&tag.as_str())
+        })
+    })
+}
+
+/// Conditional requests (`routes::conditional`), declared once for every store operation: the
+/// `ETag` of each answer that carries a record or a list, `If-None-Match` and `304` on reads,
+/// `If-Match` and `412` on writes (and `If-None-Match: *` on the upserting PUTs).
+fn add_conditional(method: &str, operation: &mut Operation) {
+    // Its items move with bids without the user's version moving: no tag (README).
+    if !is_store_operation(operation) || operation.operation_id.as_deref() == Some("get_user_items")
+    {
+        return;
+    }
+    let string = || Some(Object::with_type(Type::String));
+    let tag = |description: &str| {
+        HeaderBuilder::new()
+            .schema(string())
+            .description(Some(description.to_owned()))
+            .build()
+    };
+    for status in ["200", "201"] {
+        if let Some(RefOr::T(answer)) = operation.responses.responses.get_mut(status) {
+            let description = if answer.headers.contains_key("X-Total-Count") {
+                "Weak tag of the list: it changes whenever any record of the resource does"
+            } else {
+                "Strong tag of the record as sent; send it back in `If-Match` or `If-None-Match`"
+            };
+            answer
+                .headers
+                .insert("ETag".to_owned(), tag(description).into());
+        }
+    }
+    let header = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(string())
+            .build()
+            .into()
+    };
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    match method {
+        "get" => {
+            parameters.push(header(
+                "If-None-Match",
+                "Tags the client holds (or `*`): when one is the current tag (weak comparison), \
+                 the answer is `304 Not Modified` without a body",
+            ));
+            let not_modified = ResponseBuilder::new()
+                .description("Not Modified: `If-None-Match` names the current tag; no body")
+                .header("ETag", tag("The current tag"));
+            operation
+                .responses
+                .responses
+                .insert("304".to_owned(), not_modified.build().into());
+        }
+        "put" | "patch" | "delete" => {
+            parameters.push(header(
+                "If-Match",
+                "Write only if the record's current tag is one of these (strong comparison), or \
+                 with `*` only if it exists; else `412` and nothing changes. A missing record \
+                 stays `404` unless the request would create it.",
+            ));
+            let creates = operation.responses.responses.contains_key("201");
+            if creates {
+                parameters.push(header(
+                    "If-None-Match",
+                    "`*`: create only; `412` if the record exists",
+                ));
+            }
+            let error = shared_error("412").expect("a shared error");
+            operation.responses.responses.insert(
+                "412".to_owned(),
+                ResponseBuilder::new()
+                    .description(error.description)
+                    .build()
+                    .into(),
+            );
+        }
+        _ => {}
+    }
 }
 
 /// A list's `200` declares `X-Total-Count`; with a `limit` it also carries `Link`
@@ -151,7 +243,7 @@ const RETRY_AFTER: (&str, &str) = (
 );
 
 /// Every error status an operation documents.
-const SHARED_ERRORS: [SharedError; 12] = [
+const SHARED_ERRORS: [SharedError; 13] = [
     shared(
         "400",
         "BadRequest",
@@ -172,6 +264,13 @@ const SHARED_ERRORS: [SharedError; 12] = [
         "Not Found",
         "No record has this id",
         "book 42 does not exist",
+    ),
+    shared(
+        "412",
+        "PreconditionFailed",
+        "Precondition Failed",
+        "`If-Match` or `If-None-Match` does not hold for the record as it is; nothing changed",
+        "book 1 is not in the state the request's precondition requires",
     ),
     SharedError {
         header: Some(("Allow", "The methods the path takes, comma-separated")),
@@ -287,11 +386,7 @@ fn add_common_errors(operation: &mut Operation, is_probe: bool) {
         .parameters
         .as_ref()
         .is_some_and(|params| !params.is_empty());
-    let reads_store = operation.tags.as_ref().is_some_and(|tags| {
-        tags.iter().any(|tag| {
-            [books::TAG, users::TAG, items::TAG, bids::TAG, things::TAG].contains(&tag.as_str())
-        })
-    });
+    let reads_store = is_store_operation(operation);
     let mut errors = vec!["405", "408", "500"];
     if !is_probe {
         errors.push("429");

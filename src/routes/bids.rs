@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::conditional::{etag, precondition, tagged, tagged_read};
 use crate::routes::listing::{QueryPairs, RecordList, list_params, write_entry};
 use crate::routes::schemas::{bid_value_schema, id_schema};
 use crate::routes::{created_headers, path_id};
@@ -126,6 +127,7 @@ list_params!(BidListParams, query::BIDS);
 pub async fn list_bids(
     State(state): State<AppState>,
     uri: Uri,
+    headers: HeaderMap,
     ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
     const BIDS: RecordList<store::Bid> = RecordList {
@@ -137,7 +139,7 @@ pub async fn list_bids(
         write: |out, bid| write_entry(out, &bid.id, &Bid::from(bid.clone())),
         enclosed: ("{", "}"),
     };
-    BIDS.respond(&state.store, &uri, &pairs).await
+    BIDS.respond(&state.store, &uri, &headers, &pairs).await
 }
 
 /// Place a bid
@@ -160,7 +162,7 @@ pub async fn list_bids(
 pub async fn place_bid(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewBid>,
-) -> Result<(StatusCode, HeaderMap, axum::Json<Bid>), ApiError> {
+) -> Result<Response, ApiError> {
     let BidFields { item, value, user } = body.bid;
     let mut errors = Vec::new();
     for (pointer, id) in [("/bid/item", &item), ("/bid/user", &user)] {
@@ -179,7 +181,9 @@ pub async fn place_bid(
         .place_bid(NewStoreBid { item, user, value })
         .await?;
     let headers = created_headers(&state, "bids", &bid.id)?;
-    Ok((StatusCode::CREATED, headers, axum::Json(bid.into())))
+    let version = bid.version;
+    let answer = (StatusCode::CREATED, headers, axum::Json(Bid::from(bid)));
+    Ok(tagged(state.store.epoch(), version, answer))
 }
 
 /// Get a bid
@@ -199,9 +203,12 @@ pub async fn place_bid(
 pub async fn get_bid(
     State(state): State<AppState>,
     ApiPath(BidPath { bid_id: id }): ApiPath<BidPath>,
-) -> Result<axum::Json<Bid>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = path_id("bid", id)?;
-    Ok(axum::Json(state.store.get_bid(&id).await?.into()))
+    let bid = state.store.get_bid(&id).await?;
+    let etag = etag(state.store.epoch(), bid.version);
+    Ok(tagged_read(&headers, etag, axum::Json(Bid::from(bid))))
 }
 
 /// Delete a bid
@@ -220,8 +227,10 @@ pub async fn get_bid(
 pub async fn delete_bid(
     State(state): State<AppState>,
     ApiPath(BidPath { bid_id: id }): ApiPath<BidPath>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id("bid", id)?;
-    state.store.delete_bid(&id).await?;
+    let precondition = precondition(&headers, state.store.epoch())?;
+    state.store.delete_bid_if(&id, &precondition).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::conditional::{etag, precondition, tagged, tagged_read};
 use crate::routes::created_headers;
 use crate::routes::listing::{QueryPairs, RecordList, list_params, write_json};
 use crate::routes::schemas::text_schema;
@@ -154,6 +155,7 @@ list_params!(BookListParams, query::BOOKS);
 pub async fn list_books(
     State(state): State<AppState>,
     uri: Uri,
+    headers: HeaderMap,
     ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
     const BOOKS: RecordList<Book> = RecordList {
@@ -165,7 +167,7 @@ pub async fn list_books(
         write: write_json,
         enclosed: ("[", "]"),
     };
-    BOOKS.respond(&state.store, &uri, &pairs).await
+    BOOKS.respond(&state.store, &uri, &headers, &pairs).await
 }
 
 /// Create a book
@@ -186,11 +188,13 @@ pub async fn list_books(
 pub async fn create_book(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewBook>,
-) -> Result<(StatusCode, HeaderMap, axum::Json<Book>), ApiError> {
+) -> Result<Response, ApiError> {
     let fields = BookFields::parse(body.title, body.author)?;
     let book = state.store.create_book(fields).await?;
     let headers = created_headers(&state, "books", book.id)?;
-    Ok((StatusCode::CREATED, headers, axum::Json(book)))
+    let version = book.version;
+    let answer = (StatusCode::CREATED, headers, axum::Json(book));
+    Ok(tagged(state.store.epoch(), version, answer))
 }
 
 /// Get a book
@@ -209,8 +213,11 @@ pub async fn create_book(
 pub async fn get_book(
     State(state): State<AppState>,
     ApiPath(BookPath { id }): ApiPath<BookPath>,
-) -> Result<axum::Json<Book>, ApiError> {
-    Ok(axum::Json(state.store.get_book(id).await?))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let book = state.store.get_book(id).await?;
+    let etag = etag(state.store.epoch(), book.version);
+    Ok(tagged_read(&headers, etag, axum::Json(book)))
 }
 
 /// Replace a book
@@ -232,11 +239,18 @@ pub async fn get_book(
 pub async fn replace_book(
     State(state): State<AppState>,
     ApiPath(BookPath { id }): ApiPath<BookPath>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<BookReplacement>,
-) -> Result<axum::Json<Book>, ApiError> {
+) -> Result<Response, ApiError> {
+    let epoch = state.store.epoch();
+    let precondition = precondition(&headers, epoch)?;
     check_body_id(body.id, id)?;
     let fields = BookFields::parse(body.title, body.author)?;
-    Ok(axum::Json(state.store.replace_book(id, fields).await?))
+    let book = state
+        .store
+        .replace_book_if(id, fields, &precondition)
+        .await?;
+    Ok(tagged(epoch, book.version, axum::Json(book)))
 }
 
 /// Update a book
@@ -258,8 +272,11 @@ pub async fn replace_book(
 pub async fn update_book(
     State(state): State<AppState>,
     ApiPath(BookPath { id }): ApiPath<BookPath>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<BookPatch>,
-) -> Result<axum::Json<Book>, ApiError> {
+) -> Result<Response, ApiError> {
+    let epoch = state.store.epoch();
+    let precondition = precondition(&headers, epoch)?;
     check_body_id(body.id, id)?;
     let title = match body.title {
         Some(None) => return Err(ApiError::invalid_field("/title", "cannot be removed")),
@@ -267,7 +284,11 @@ pub async fn update_book(
         None => None,
     };
     let changes = BookChanges::parse(title, body.author)?;
-    Ok(axum::Json(state.store.update_book(id, changes).await?))
+    let book = state
+        .store
+        .update_book_if(id, changes, &precondition)
+        .await?;
+    Ok(tagged(epoch, book.version, axum::Json(book)))
 }
 
 /// Delete a book
@@ -286,7 +307,9 @@ pub async fn update_book(
 pub async fn delete_book(
     State(state): State<AppState>,
     ApiPath(BookPath { id }): ApiPath<BookPath>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_book(id).await?;
+    let precondition = precondition(&headers, state.store.epoch())?;
+    state.store.delete_book_if(id, &precondition).await?;
     Ok(StatusCode::NO_CONTENT)
 }

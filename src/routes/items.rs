@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
@@ -15,6 +15,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::bids::Bid;
+use crate::routes::conditional::{
+    etag, list_etag, not_modified, precondition, tagged, tagged_read,
+};
 use crate::routes::listing::{
     CHUNK, JsonSource, ListRequest, ListSource, Page, PageParams, QueryPairs, chunk_for,
     json_response, list_headers, list_params, write_json,
@@ -22,7 +25,7 @@ use crate::routes::listing::{
 use crate::routes::schemas::{bid_list_schema, id_schema, nullable_id_schema, text_schema};
 use crate::routes::{created_headers, path_id, upsert_response};
 use crate::store::query::{self, ListQuery};
-use crate::store::{self, Cursor, Name, Resource, Store, StoreError};
+use crate::store::{self, Cursor, Name, Resource, Store, StoreError, Version};
 
 /// OpenAPI tag of these routes.
 pub const TAG: &str = "items";
@@ -177,15 +180,17 @@ async fn item_source(
     store: &Store,
     id: &str,
     detail: BidDetail,
-) -> Result<impl JsonSource, StoreError> {
+) -> Result<(Version, impl JsonSource), StoreError> {
     let (item, first) = store.item_bids(id, Cursor::Offset(0), CHUNK).await?;
+    let version = item.version;
     let mut open = Vec::from(&b"{\"item_id\":"[..]);
     write_json(&mut open, &item.id);
     open.extend_from_slice(b",\"item\":");
     write_entry_head(&mut open, &item);
-    Ok(bids_source(store, &item.id, ALL, detail)
+    let source = bids_source(store, &item.id, ALL, detail)
         .starting_with(first)
-        .enclosed(open, "]}}"))
+        .enclosed(open, "]}}");
+    Ok((version, source))
 }
 
 /// Flush a fill of the item list once it holds this much.
@@ -343,9 +348,15 @@ list_params!(ItemListParams, query::ITEMS);
 pub async fn list_items(
     State(state): State<AppState>,
     uri: Uri,
+    headers: HeaderMap,
     ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
     let ListRequest { page, query } = ListRequest::parse(&pairs, query::ITEMS)?;
+    let version = state.store.list_version(Resource::Items).await?;
+    let etag = list_etag(state.store.epoch(), version);
+    if let Some(not_modified) = not_modified(&headers, &etag) {
+        return Ok(not_modified);
+    }
     let total = state.store.count_matching(Resource::Items, &query).await?;
     let items = ItemsSource {
         store: state.store.clone(),
@@ -358,7 +369,9 @@ pub async fn list_items(
         written: 0,
         exhausted: false,
     };
-    json_response(items, list_headers(&uri, page, total)).await
+    let mut headers = list_headers(&uri, page, total);
+    headers.insert(header::ETAG, etag);
+    json_response(items, headers).await
 }
 
 /// Create an item
@@ -380,12 +393,14 @@ pub async fn list_items(
 pub async fn create_item(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewItem>,
-) -> Result<(StatusCode, HeaderMap, axum::Json<Item>), ApiError> {
+) -> Result<Response, ApiError> {
     let name = Name::parse("item/name", body.item.name)?;
     let item = state.store.create_item(name).await?;
     let headers = created_headers(&state, "items", &item.id)?;
+    let version = item.version;
     let item = Item::head(item, Some(BidList::Ids(Vec::new())));
-    Ok((StatusCode::CREATED, headers, axum::Json(item)))
+    let answer = (StatusCode::CREATED, headers, axum::Json(item));
+    Ok(tagged(state.store.epoch(), version, answer))
 }
 
 /// Get an item
@@ -410,21 +425,32 @@ pub async fn get_item(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
     ApiQuery(query): ApiQuery<ItemQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
     let winning_only = flag("winningOnly", query.winning_only.as_deref())?;
     let complete = flag("complete", query.complete.as_deref())?;
+    let epoch = state.store.epoch();
     if winning_only {
         let item = state.store.get_item(&id).await?;
-        return Ok(axum::Json(Item::head(item, None)).into_response());
+        let etag = etag(epoch, item.version);
+        return Ok(tagged_read(
+            &headers,
+            etag,
+            axum::Json(Item::head(item, None)),
+        ));
     }
     let detail = if complete {
         BidDetail::Full
     } else {
         BidDetail::Ids
     };
-    let item = item_source(&state.store, &id, detail).await?;
-    json_response(item, HeaderMap::new()).await
+    let (version, item) = item_source(&state.store, &id, detail).await?;
+    let etag = etag(epoch, version);
+    if let Some(not_modified) = not_modified(&headers, &etag) {
+        return Ok(not_modified);
+    }
+    json_response(item, HeaderMap::from_iter([(header::ETAG, etag)])).await
 }
 
 /// Create or rename an item
@@ -447,9 +473,12 @@ pub async fn get_item(
 pub async fn put_item(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<ItemReplacement>,
 ) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
+    let epoch = state.store.epoch();
+    let precondition = precondition(&headers, epoch)?;
     if body.item_id.as_ref().is_some_and(|body_id| *body_id != id) {
         return Err(ApiError::invalid_field(
             "/item_id",
@@ -457,10 +486,12 @@ pub async fn put_item(
         ));
     }
     let name = Name::parse("item/name", body.item.name)?;
-    let (_, upsert) = state.store.put_item(&id, name).await?;
-    // The same status and headers as every upsert, with the bid list streamed as the body.
-    let (status, headers, _) = upsert_response(&state, "items", &id, upsert, ())?;
-    let item = item_source(&state.store, &id, BidDetail::Ids).await?;
+    let (_, upsert) = state.store.put_item_if(&id, name, &precondition).await?;
+    // The same status and headers as every upsert, with the bid list streamed as the body (read
+    // again: the tag is that of the item as sent).
+    let (status, mut headers, _) = upsert_response(&state, "items", &id, upsert, ())?;
+    let (version, item) = item_source(&state.store, &id, BidDetail::Ids).await?;
+    headers.insert(header::ETAG, etag(epoch, version));
     let mut response = json_response(item, headers).await?;
     *response.status_mut() = status;
     Ok(response)
@@ -482,9 +513,11 @@ pub async fn put_item(
 pub async fn delete_item(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id("item", id)?;
-    state.store.delete_item(&id).await?;
+    let precondition = precondition(&headers, state.store.epoch())?;
+    state.store.delete_item_if(&id, &precondition).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -508,6 +541,7 @@ pub async fn list_item_bids(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
     uri: Uri,
+    headers: HeaderMap,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
@@ -518,10 +552,17 @@ pub async fn list_item_bids(
         .store
         .item_bids(&id, first_page, page.limit.min(CHUNK))
         .await?;
+    // The item lists its bids: its version is the list's.
+    let etag = list_etag(state.store.epoch(), item.version);
+    if let Some(not_modified) = not_modified(&headers, &etag) {
+        return Ok(not_modified);
+    }
     let bids = bids_source(&state.store, &id, page, BidDetail::Full)
         .starting_with(first)
         .enclosed("[", "]");
-    json_response(bids, list_headers(&uri, page, item.bid_count)).await
+    let mut headers = list_headers(&uri, page, item.bid_count);
+    headers.insert(header::ETAG, etag);
+    json_response(bids, headers).await
 }
 
 /// An item's winning bid
@@ -540,7 +581,10 @@ pub async fn list_item_bids(
 pub async fn get_winning_bid(
     State(state): State<AppState>,
     ApiPath(ItemPath { item_id: id }): ApiPath<ItemPath>,
-) -> Result<axum::Json<Bid>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = path_id("item", id)?;
-    Ok(axum::Json(state.store.winning_bid(&id).await?.into()))
+    let bid = state.store.winning_bid(&id).await?;
+    let etag = etag(state.store.epoch(), bid.version);
+    Ok(tagged_read(&headers, etag, axum::Json(Bid::from(bid))))
 }

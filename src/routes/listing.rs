@@ -30,6 +30,7 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
+use crate::routes::conditional::{list_etag, not_modified};
 use crate::store::query::{Fields, Filter, Kind, ListQuery, Operand, SortKey, Test};
 use crate::store::{Cursor, ID_PATTERN, Resource, Store, StoreError, is_valid_id};
 
@@ -614,9 +615,14 @@ impl<T: Clone + Send + 'static> RecordList<T> {
         &self,
         store: &Store,
         uri: &Uri,
+        headers: &HeaderMap,
         pairs: &[(String, String)],
     ) -> Result<Response, ApiError> {
         let ListRequest { page, query } = ListRequest::parse(pairs, self.fields)?;
+        let etag = list_etag(store.epoch(), store.list_version(self.what).await?);
+        if let Some(not_modified) = not_modified(headers, &etag) {
+            return Ok(not_modified);
+        }
         let total = store.count_matching(self.what, &query).await?;
         let chunk = chunk_for(&query);
         let (store, query, find) = (store.clone(), Arc::new(query), self.find);
@@ -628,7 +634,9 @@ impl<T: Clone + Send + 'static> RecordList<T> {
         )
         .chunks_of(chunk)
         .enclosed(self.enclosed.0, self.enclosed.1);
-        json_response(records, list_headers(uri, page, total)).await
+        let mut headers = list_headers(uri, page, total);
+        headers.insert(header::ETAG, etag);
+        json_response(records, headers).await
     }
 }
 

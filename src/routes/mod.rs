@@ -3,6 +3,7 @@
 
 pub mod bids;
 pub mod books;
+pub mod conditional;
 pub mod echo;
 pub mod index;
 pub mod items;

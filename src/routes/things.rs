@@ -1,7 +1,7 @@
 //! The things API: a read-only catalogue.
 
 use axum::extract::State;
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
+use crate::routes::conditional::{etag, tagged_read};
 use crate::routes::listing::{QueryPairs, RecordList, list_params, write_entry};
 use crate::routes::path_id;
 use crate::store::{Resource, Thing, query};
@@ -43,6 +44,7 @@ list_params!(ThingListParams, query::THINGS);
 pub async fn list_things(
     State(state): State<AppState>,
     uri: Uri,
+    headers: HeaderMap,
     ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
     const THINGS: RecordList<Thing> = RecordList {
@@ -54,7 +56,7 @@ pub async fn list_things(
         write: |out, thing| write_entry(out, &thing.id, thing),
         enclosed: ("{", "}"),
     };
-    THINGS.respond(&state.store, &uri, &pairs).await
+    THINGS.respond(&state.store, &uri, &headers, &pairs).await
 }
 
 /// Get a thing
@@ -74,7 +76,10 @@ pub async fn list_things(
 pub async fn get_thing(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<axum::Json<Thing>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = path_id("thing", id)?;
-    Ok(axum::Json(state.store.get_thing(&id).await?))
+    let thing = state.store.get_thing(&id).await?;
+    let etag = etag(state.store.epoch(), thing.version);
+    Ok(tagged_read(&headers, etag, axum::Json(thing)))
 }

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::conditional::{etag, precondition, tagged, tagged_read};
 use crate::routes::listing::{
     ListSource, Page, QueryPairs, RecordList, json_response, list_params, write_entry, write_json,
 };
@@ -143,6 +144,7 @@ list_params!(UserListParams, query::USERS);
 pub async fn list_users(
     State(state): State<AppState>,
     uri: Uri,
+    headers: HeaderMap,
     ApiQuery(pairs): QueryPairs,
 ) -> Result<Response, ApiError> {
     const USERS: RecordList<store::User> = RecordList {
@@ -159,7 +161,7 @@ pub async fn list_users(
         },
         enclosed: ("{", "}"),
     };
-    USERS.respond(&state.store, &uri, &pairs).await
+    USERS.respond(&state.store, &uri, &headers, &pairs).await
 }
 
 /// Create a user
@@ -180,13 +182,15 @@ pub async fn list_users(
 pub async fn create_user(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewUser>,
-) -> Result<(StatusCode, HeaderMap, axum::Json<User>), ApiError> {
+) -> Result<Response, ApiError> {
     let user = state
         .store
         .create_user(Name::parse("name", body.name)?)
         .await?;
     let headers = created_headers(&state, "users", &user.id)?;
-    Ok((StatusCode::CREATED, headers, axum::Json(user.into())))
+    let version = user.version;
+    let answer = (StatusCode::CREATED, headers, axum::Json(User::from(user)));
+    Ok(tagged(state.store.epoch(), version, answer))
 }
 
 /// Get a user
@@ -206,9 +210,12 @@ pub async fn create_user(
 pub async fn get_user(
     State(state): State<AppState>,
     ApiPath(UserPath { user_id: id }): ApiPath<UserPath>,
-) -> Result<axum::Json<User>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = path_id("user", id)?;
-    Ok(axum::Json(state.store.get_user(&id).await?.into()))
+    let user = state.store.get_user(&id).await?;
+    let etag = etag(state.store.epoch(), user.version);
+    Ok(tagged_read(&headers, etag, axum::Json(User::from(user))))
 }
 
 /// Create or rename a user
@@ -231,9 +238,12 @@ pub async fn get_user(
 pub async fn put_user(
     State(state): State<AppState>,
     ApiPath(UserPath { user_id: id }): ApiPath<UserPath>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UserReplacement>,
-) -> Result<(StatusCode, HeaderMap, axum::Json<User>), ApiError> {
+) -> Result<Response, ApiError> {
     let id = path_id("user", id)?;
+    let epoch = state.store.epoch();
+    let precondition = precondition(&headers, epoch)?;
     if body.user_id.as_ref().is_some_and(|body_id| *body_id != id) {
         return Err(ApiError::invalid_field(
             "/user_id",
@@ -241,9 +251,10 @@ pub async fn put_user(
         ));
     }
     let name = Name::parse("name", body.name)?;
-    let (user, upsert) = state.store.put_user(&id, name).await?;
-    let id = user.id.clone();
-    upsert_response(&state, "users", &id, upsert, user.into())
+    let (user, upsert) = state.store.put_user_if(&id, name, &precondition).await?;
+    let (id, version) = (user.id.clone(), user.version);
+    let answer = upsert_response(&state, "users", &id, upsert, User::from(user))?;
+    Ok(tagged(epoch, version, answer))
 }
 
 /// Delete a user
@@ -262,9 +273,11 @@ pub async fn put_user(
 pub async fn delete_user(
     State(state): State<AppState>,
     ApiPath(UserPath { user_id: id }): ApiPath<UserPath>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id("user", id)?;
-    state.store.delete_user(&id).await?;
+    let precondition = precondition(&headers, state.store.epoch())?;
+    state.store.delete_user_if(&id, &precondition).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -66,6 +66,13 @@ impl fmt::Display for Version {
     }
 }
 
+/// The same text: a version is written in hex.
+impl fmt::LowerHex for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 /// A set of versions a condition names: any existing record (`*`), or these.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Versions {

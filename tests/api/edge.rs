@@ -94,10 +94,9 @@ async fn cors_answers_preflights_and_simple_requests_for_allowed_origins_only() 
             .contains("POST")
     );
     let allowed = headers["access-control-allow-headers"].to_str().unwrap();
-    assert!(
-        allowed.contains("content-type") && allowed.contains("x-server-key"),
-        "{allowed}"
-    );
+    for name in ["content-type", "x-server-key", "if-match", "if-none-match"] {
+        assert!(allowed.contains(name), "{name}: {allowed}");
+    }
 
     let simple = client
         .get(server.url("/api/v1/books"))
@@ -114,6 +113,7 @@ async fn cors_answers_preflights_and_simple_requests_for_allowed_origins_only() 
         .unwrap();
     assert!(exposed.contains("x-total-count"), "{exposed}");
     assert!(exposed.contains("link"), "{exposed}");
+    assert!(exposed.contains("etag"), "{exposed}");
     // Error answers carry CORS headers too, so a browser can read the problem.
     let missing = client
         .get(server.url("/api/v1/books/999"))

@@ -3,6 +3,7 @@
 mod auction;
 mod books;
 pub mod cli;
+mod conditional;
 mod connections;
 mod deploy;
 mod docs;
