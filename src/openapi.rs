@@ -4,7 +4,7 @@
 use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Spec, Ref, RefOr, Required, ResponseBuilder, Server};
 use utoipa::{Modify, OpenApi};
@@ -136,13 +136,19 @@ fn add_conditional(method: &str, operation: &mut Operation) {
                 .insert("ETag".to_owned(), tag(description).into());
         }
     }
+    // `*`, or a comma-separated list of entity tags (RFC 9110 §8.8.3; empty: none), anything
+    // else is a 400.
+    let tags = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r#"^(\*|((W/)?"[!#-~]*"( ?, ?(W/)?"[!#-~]*")*)?)$"#))
+        .build();
     let header = |name: &str, description: &str| {
         ParameterBuilder::new()
             .name(name)
             .parameter_in(ParameterIn::Header)
             .required(Required::False)
             .description(Some(description))
-            .schema(string())
+            .schema(Some(tags.clone()))
             .build()
             .into()
     };

@@ -208,7 +208,7 @@ pub async fn get_bid(
     let id = path_id("bid", id)?;
     let bid = state.store.get_bid(&id).await?;
     let etag = etag(state.store.epoch(), bid.version);
-    Ok(tagged_read(&headers, etag, axum::Json(Bid::from(bid))))
+    tagged_read(&headers, etag, axum::Json(Bid::from(bid)))
 }
 
 /// Delete a bid

@@ -217,7 +217,7 @@ pub async fn get_book(
 ) -> Result<Response, ApiError> {
     let book = state.store.get_book(id).await?;
     let etag = etag(state.store.epoch(), book.version);
-    Ok(tagged_read(&headers, etag, axum::Json(book)))
+    tagged_read(&headers, etag, axum::Json(book))
 }
 
 /// Replace a book

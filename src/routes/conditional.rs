@@ -25,28 +25,33 @@ pub fn list_etag(epoch: u64, version: impl std::fmt::LowerHex) -> HeaderValue {
 }
 
 /// `304 Not Modified` with the tag, if the request's `If-None-Match` names `etag` (weak
-/// comparison) or is `*`: what a read answers instead of the representation. A malformed
-/// `If-None-Match` on a read is ignored (the read is answered in full).
-pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> Option<Response> {
-    let matched = match tags(headers, &header::IF_NONE_MATCH) {
-        Ok(Some(Tags::Any)) => true,
-        Ok(Some(Tags::Listed(listed))) => {
+/// comparison) or is `*`: what a read answers instead of the representation. A header that is
+/// not a list of entity tags is a 400, as on a write.
+pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue) -> Result<Option<Response>, ApiError> {
+    let matched = match tags(headers, &header::IF_NONE_MATCH)? {
+        Some(Tags::Any) => true,
+        Some(Tags::Listed(listed)) => {
             let (_, opaque) = split_weak(etag.as_bytes());
             listed.iter().any(|tag| tag.opaque == opaque)
         }
-        Ok(None) | Err(_) => false,
+        None => false,
     };
-    matched.then(|| (StatusCode::NOT_MODIFIED, [(header::ETAG, etag.clone())]).into_response())
+    let answer = (StatusCode::NOT_MODIFIED, [(header::ETAG, etag.clone())]);
+    Ok(matched.then(|| answer.into_response()))
 }
 
 /// The answer to a read of something tagged `etag`: [`not_modified`], else `answer` with the
 /// tag.
-pub fn tagged_read(headers: &HeaderMap, etag: HeaderValue, answer: impl IntoResponse) -> Response {
-    not_modified(headers, &etag).unwrap_or_else(|| {
+pub fn tagged_read(
+    headers: &HeaderMap,
+    etag: HeaderValue,
+    answer: impl IntoResponse,
+) -> Result<Response, ApiError> {
+    Ok(not_modified(headers, &etag)?.unwrap_or_else(|| {
         let mut response = answer.into_response();
         response.headers_mut().insert(header::ETAG, etag);
         response
-    })
+    }))
 }
 
 /// `answer` with the tag of the record it carries.
@@ -205,14 +210,19 @@ mod tests {
         let tag = etag(1, Version::of(2));
         let status = |values: &[&str]| {
             let headers = headers(header::IF_NONE_MATCH, values);
-            tagged_read(&headers, tag.clone(), "body").status()
+            match tagged_read(&headers, tag.clone(), "body") {
+                Ok(response) => response.status(),
+                Err(_) => StatusCode::BAD_REQUEST,
+            }
         };
         assert_eq!(status(&["\"1-2\""]), StatusCode::NOT_MODIFIED);
         assert_eq!(status(&["W/\"1-2\""]), StatusCode::NOT_MODIFIED);
         assert_eq!(status(&["\"1-3\", \"1-2\""]), StatusCode::NOT_MODIFIED);
         assert_eq!(status(&["*"]), StatusCode::NOT_MODIFIED);
         assert_eq!(status(&["\"1-3\""]), StatusCode::OK);
-        assert_eq!(status(&["garbage"]), StatusCode::OK);
+        assert_eq!(status(&["garbage"]), StatusCode::BAD_REQUEST);
         assert_eq!(status(&[]), StatusCode::OK);
+        // An empty list names no tag.
+        assert_eq!(status(&[""]), StatusCode::OK);
     }
 }

@@ -354,7 +354,7 @@ pub async fn list_items(
     let ListRequest { page, query } = ListRequest::parse(&pairs, query::ITEMS)?;
     let version = state.store.list_version(Resource::Items).await?;
     let etag = list_etag(state.store.epoch(), version);
-    if let Some(not_modified) = not_modified(&headers, &etag) {
+    if let Some(not_modified) = not_modified(&headers, &etag)? {
         return Ok(not_modified);
     }
     let total = state.store.count_matching(Resource::Items, &query).await?;
@@ -434,11 +434,7 @@ pub async fn get_item(
     if winning_only {
         let item = state.store.get_item(&id).await?;
         let etag = etag(epoch, item.version);
-        return Ok(tagged_read(
-            &headers,
-            etag,
-            axum::Json(Item::head(item, None)),
-        ));
+        return tagged_read(&headers, etag, axum::Json(Item::head(item, None)));
     }
     let detail = if complete {
         BidDetail::Full
@@ -447,7 +443,7 @@ pub async fn get_item(
     };
     let (version, item) = item_source(&state.store, &id, detail).await?;
     let etag = etag(epoch, version);
-    if let Some(not_modified) = not_modified(&headers, &etag) {
+    if let Some(not_modified) = not_modified(&headers, &etag)? {
         return Ok(not_modified);
     }
     json_response(item, HeaderMap::from_iter([(header::ETAG, etag)])).await
@@ -554,7 +550,7 @@ pub async fn list_item_bids(
         .await?;
     // The item lists its bids: its version is the list's.
     let etag = list_etag(state.store.epoch(), item.version);
-    if let Some(not_modified) = not_modified(&headers, &etag) {
+    if let Some(not_modified) = not_modified(&headers, &etag)? {
         return Ok(not_modified);
     }
     let bids = bids_source(&state.store, &id, page, BidDetail::Full)
@@ -586,5 +582,5 @@ pub async fn get_winning_bid(
     let id = path_id("item", id)?;
     let bid = state.store.winning_bid(&id).await?;
     let etag = etag(state.store.epoch(), bid.version);
-    Ok(tagged_read(&headers, etag, axum::Json(Bid::from(bid))))
+    tagged_read(&headers, etag, axum::Json(Bid::from(bid)))
 }

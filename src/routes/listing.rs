@@ -620,7 +620,7 @@ impl<T: Clone + Send + 'static> RecordList<T> {
     ) -> Result<Response, ApiError> {
         let ListRequest { page, query } = ListRequest::parse(pairs, self.fields)?;
         let etag = list_etag(store.epoch(), store.list_version(self.what).await?);
-        if let Some(not_modified) = not_modified(headers, &etag) {
+        if let Some(not_modified) = not_modified(headers, &etag)? {
             return Ok(not_modified);
         }
         let total = store.count_matching(self.what, &query).await?;

@@ -81,5 +81,5 @@ pub async fn get_thing(
     let id = path_id("thing", id)?;
     let thing = state.store.get_thing(&id).await?;
     let etag = etag(state.store.epoch(), thing.version);
-    Ok(tagged_read(&headers, etag, axum::Json(thing)))
+    tagged_read(&headers, etag, axum::Json(thing))
 }

@@ -215,7 +215,7 @@ pub async fn get_user(
     let id = path_id("user", id)?;
     let user = state.store.get_user(&id).await?;
     let etag = etag(state.store.epoch(), user.version);
-    Ok(tagged_read(&headers, etag, axum::Json(User::from(user))))
+    tagged_read(&headers, etag, axum::Json(User::from(user)))
 }
 
 /// Create or rename a user

@@ -273,6 +273,13 @@ async fn writes_whose_precondition_fails_are_412_and_change_nothing() {
     let problem = res.assert_problem(StatusCode::BAD_REQUEST, "/api/v1/books/2");
     assert!(problem["detail"].as_str().unwrap().contains("if-match"));
     app.get("/api/v1/books/2").await.assert_json(StatusCode::OK);
+    // On a read too; an empty list names no tag: the write's condition fails.
+    let malformed = [("if-none-match", "abc")];
+    let res = send(&app, Method::GET, "/api/v1/books/2", &malformed, None).await;
+    res.assert_problem(StatusCode::BAD_REQUEST, "/api/v1/books/2");
+    let empty = [("if-match", "")];
+    let res = send(&app, Method::DELETE, "/api/v1/books/2", &empty, None).await;
+    res.assert_problem(StatusCode::PRECONDITION_FAILED, "/api/v1/books/2");
 }
 
 #[tokio::test]
