@@ -1,13 +1,45 @@
 //! The in-memory books: the table that keeps them in id order and assigns ids.
 
 use super::ordered::{self, RankedMap, read_chunk};
-use crate::store::query::{ListQuery, as_rows};
+use crate::store::query::{ListQuery, Row, Value, as_rows};
 use crate::store::{Book, BookChanges, BookFields, Cursor, Precondition, StoreError, Version};
+
+/// A book as the table keeps it: the id is its key, and its version one number, so that a book
+/// costs no more than it did before it had a version (the request-path harness counts bytes per
+/// book).
+#[derive(Debug)]
+struct StoredBook {
+    title: String,
+    author: Option<String>,
+    version: u64,
+}
+
+/// A stored book as a list query sees it.
+struct BookRow<'a>(u64, &'a StoredBook);
+
+impl Row for BookRow<'_> {
+    fn value(&self, field: usize) -> Value<'_> {
+        match field {
+            0 => Value::Integer(self.0),
+            1 => Value::Text(&self.1.title),
+            _ => self.1.author.as_deref().map_or(Value::Null, Value::Text),
+        }
+    }
+}
+
+fn book(id: u64, stored: &StoredBook) -> Book {
+    Book {
+        id,
+        title: stored.title.clone(),
+        author: stored.author.clone(),
+        version: Version::of(stored.version),
+    }
+}
 
 /// All books, with the id counter: the in-memory rules, free of locks and I/O.
 #[derive(Debug)]
 pub struct BookTable {
-    rows: RankedMap<u64, Book>,
+    rows: RankedMap<u64, StoredBook>,
     /// The highest id ever used; ids above it are free, ids at or below it are never handed out
     /// again, even after a delete.
     highest_id: u64,
@@ -44,12 +76,13 @@ impl BookTable {
                 return Err(format!("book {}: {} {}", book.id, v.field, v.message));
             }
             table.highest_id = table.highest_id.max(book.id);
-            let book = Book {
+            let stored = StoredBook {
+                title: book.title,
+                author: book.author,
                 version: table.next_version(),
-                ..book
             };
-            if let Some(earlier) = table.rows.insert(book.id, book) {
-                return Err(format!("book {}: duplicate id", earlier.id));
+            if table.rows.insert(book.id, stored).is_some() {
+                return Err(format!("book {}: duplicate id", book.id));
             }
         }
         Ok(table)
@@ -62,7 +95,7 @@ impl BookTable {
 
     /// At most `n` books in id order from `from`.
     pub fn list(&self, from: &Cursor<u64>, n: usize) -> Vec<Book> {
-        read_chunk(&self.rows, from, n, |_, book| book.clone())
+        read_chunk(&self.rows, from, n, |&id, stored| book(id, stored))
     }
 
     /// At most `n` books in `query`'s list and order from `from`.
@@ -72,31 +105,27 @@ impl BookTable {
             Cursor::Offset(_) => None,
         };
         let (rows, from) = (&self.rows, &as_rows(from));
-        ordered::find(
-            rows,
-            query,
-            from,
-            resume,
-            n,
-            |_, book| book,
-            |book| (*book).clone(),
-        )
+        let row = |&id, stored| BookRow(id, stored);
+        ordered::find(rows, query, from, resume, n, row, |row| book(row.0, row.1))
     }
 
     /// How many books are in `query`'s list.
     pub fn count(&self, query: &ListQuery) -> usize {
-        ordered::count(&self.rows, query, |_, book| book)
+        ordered::count(&self.rows, query, |&id, stored| BookRow(id, stored))
     }
 
     /// One book.
     pub fn get(&self, id: u64) -> Result<Book, StoreError> {
-        self.rows.get(&id).cloned().ok_or_else(|| not_found(id))
+        self.rows
+            .get(&id)
+            .map(|stored| book(id, stored))
+            .ok_or_else(|| not_found(id))
     }
 
     /// A new version: the one after every version handed out so far.
-    fn next_version(&mut self) -> Version {
+    fn next_version(&mut self) -> u64 {
         self.changes += 1;
-        Version::of(self.changes)
+        self.changes
     }
 
     /// The version of the whole table: it moves with every change.
@@ -108,8 +137,8 @@ impl BookTable {
     /// whatever the precondition (RFC 9110 §13.2.1: it applies only where the answer would be
     /// a success).
     fn check_write(&self, id: u64, precondition: &Precondition) -> Result<(), StoreError> {
-        let book = self.rows.get(&id).ok_or_else(|| not_found(id))?;
-        precondition.check(|| format!("book {id}"), Some(book.version))
+        let stored = self.rows.get(&id).ok_or_else(|| not_found(id))?;
+        precondition.check(|| format!("book {id}"), Some(Version::of(stored.version)))
     }
 
     /// Stores a new book under the next free id.
@@ -126,15 +155,14 @@ impl BookTable {
             .ok_or(StoreError::Exhausted("book ids"))?;
         self.highest_id = id;
         let (title, author) = fields.into_parts();
-        let version = self.next_version();
-        let book = Book {
-            id,
+        let stored = StoredBook {
             title,
             author,
-            version,
+            version: self.next_version(),
         };
-        self.rows.insert(id, book.clone());
-        Ok(book)
+        let created = book(id, &stored);
+        self.rows.insert(id, stored);
+        Ok(created)
     }
 
     /// Replaces both fields of an existing book.
@@ -146,10 +174,10 @@ impl BookTable {
     ) -> Result<Book, StoreError> {
         self.check_write(id, precondition)?;
         let version = self.next_version();
-        let book = self.rows.get_mut(&id).ok_or_else(|| not_found(id))?;
-        (book.title, book.author) = fields.into_parts();
-        book.version = version;
-        Ok(book.clone())
+        let stored = self.rows.get_mut(&id).ok_or_else(|| not_found(id))?;
+        (stored.title, stored.author) = fields.into_parts();
+        stored.version = version;
+        Ok(book(id, stored))
     }
 
     /// Changes the given fields of an existing book.
@@ -161,16 +189,16 @@ impl BookTable {
     ) -> Result<Book, StoreError> {
         self.check_write(id, precondition)?;
         let version = self.next_version();
-        let book = self.rows.get_mut(&id).ok_or_else(|| not_found(id))?;
+        let stored = self.rows.get_mut(&id).ok_or_else(|| not_found(id))?;
         let (title, author) = changes.into_parts();
         if let Some(title) = title {
-            book.title = title;
+            stored.title = title;
         }
         if let Some(author) = author {
-            book.author = author;
+            stored.author = author;
         }
-        book.version = version;
-        Ok(book.clone())
+        stored.version = version;
+        Ok(book(id, stored))
     }
 
     /// Removes a book; its id stays used.
