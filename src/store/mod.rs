@@ -8,7 +8,9 @@
 //! - `records/` (`auction.rs`, `books.rs`, `things.rs`): the records every store returns, the
 //!   checked inputs (names, bid values, book fields) and the seed formats; free of locks, I/O
 //!   and storage. Beside it, also shared: `text.rs` (the rules of titles, authors and names),
-//!   `ids.rs` (the id form, natural id order, counted ids), `seed.rs` (reads `DATA_DIR`).
+//!   `ids.rs` (the id form, natural id order, counted ids), `seed.rs` (reads `DATA_DIR`),
+//!   `query.rs` (what a list's filters, search and sort mean), `versions.rs` (record versions
+//!   and the preconditions writes check against them).
 //! - `memory/`: the in-memory engine. `mod.rs` is [`MemoryStore`], each table behind its lock;
 //!   `auction.rs`, `books.rs` and `things.rs` the tables with their indexes; `ordered.rs` the
 //!   order-statistic map they keep records in.
