@@ -94,6 +94,31 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "most books, users, items and bids, each",
     ),
     (
+        "FEED_HISTORY",
+        Some("100"),
+        "events kept per item for feeds that reconnect",
+    ),
+    (
+        "FEED_MAX_OPEN",
+        Some("1000"),
+        "most item feeds open at once; more are 503",
+    ),
+    (
+        "FEED_HEARTBEAT_SECS",
+        Some("15"),
+        "a quiet feed sends a comment line this often",
+    ),
+    (
+        "IDEMPOTENCY_RETENTION_SECS",
+        Some("86400"),
+        "how long an Idempotency-Key's answer is kept",
+    ),
+    (
+        "IDEMPOTENCY_MAX_KEYS",
+        Some("100000"),
+        "most Idempotency-Keys kept at once",
+    ),
+    (
         "TLS_CERT_PATH",
         None,
         "PEM certificate chain: with TLS_KEY_PATH, serve HTTPS",
@@ -190,6 +215,30 @@ pub struct Config {
     /// The PostgreSQL store (`DATABASE_URL` and the `DATABASE_*` settings); `None` keeps every
     /// record in memory.
     pub database: Option<DatabaseConfig>,
+    /// Item feeds (`FEED_*`).
+    pub feeds: FeedConfig,
+    /// Retries of POSTs (`IDEMPOTENCY_*`).
+    pub idempotency: IdempotencyConfig,
+}
+
+/// The live feeds of items (`GET /items/{id}/events`).
+#[derive(Debug, Clone, Copy)]
+pub struct FeedConfig {
+    /// Events kept per item for a reader that reconnects (`FEED_HISTORY`).
+    pub history: usize,
+    /// Most feeds open at once (`FEED_MAX_OPEN`); more are answered 503.
+    pub max_open: usize,
+    /// How often a quiet feed sends a comment line (`FEED_HEARTBEAT_SECS`).
+    pub heartbeat: Duration,
+}
+
+/// `Idempotency-Key` on POST.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyConfig {
+    /// How long a key's answer is kept (`IDEMPOTENCY_RETENTION_SECS`).
+    pub retention: Duration,
+    /// Most keys kept at once (`IDEMPOTENCY_MAX_KEYS`).
+    pub max_keys: usize,
 }
 
 /// How to reach and use PostgreSQL.
@@ -279,6 +328,12 @@ const DEFAULT_DATABASE_MAX_CONNECTIONS: u32 = 16;
 // Under the default request timeout (10 s), so a slow database is a 503, not a 408.
 const DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECS: u64 = 5;
 const DEFAULT_DATABASE_STARTUP_TIMEOUT_SECS: u64 = 30;
+/// Events kept per item for feeds that reconnect (`FEED_HISTORY`).
+pub const DEFAULT_FEED_HISTORY: usize = 100;
+const DEFAULT_FEED_MAX_OPEN: usize = 1000;
+const DEFAULT_FEED_HEARTBEAT_SECS: u64 = 15;
+const DEFAULT_IDEMPOTENCY_RETENTION_SECS: u64 = 24 * 3600;
+const DEFAULT_IDEMPOTENCY_MAX_KEYS: usize = 100_000;
 
 // The ranges of the numeric settings (README configuration table). Each is small enough that
 // nothing downstream can overflow: timeouts plus the shutdown grace stay far from `Duration`'s and
@@ -298,6 +353,14 @@ pub const MAX_RECORDS_RANGE: RangeInclusive<usize> = 1..=100_000_000;
 pub const DATABASE_MAX_CONNECTIONS_RANGE: RangeInclusive<u32> = 1..=1_000;
 /// Values `DATABASE_STATEMENT_TIMEOUT_SECS` may take.
 pub const DATABASE_STATEMENT_TIMEOUT_SECS_RANGE: RangeInclusive<u64> = 1..=600;
+/// Values `FEED_HISTORY` may take.
+pub const FEED_HISTORY_RANGE: RangeInclusive<usize> = 0..=100_000;
+/// Values `FEED_MAX_OPEN` may take; 0 turns feeds off.
+pub const FEED_MAX_OPEN_RANGE: RangeInclusive<usize> = 0..=1_000_000;
+/// Values `IDEMPOTENCY_RETENTION_SECS` may take: a minute to 30 days.
+pub const IDEMPOTENCY_RETENTION_SECS_RANGE: RangeInclusive<u64> = 60..=30 * 86_400;
+/// Values `IDEMPOTENCY_MAX_KEYS` may take.
+pub const IDEMPOTENCY_MAX_KEYS_RANGE: RangeInclusive<usize> = 1..=10_000_000;
 /// Values `DATABASE_STARTUP_TIMEOUT_SECS` may take; 0 tries once.
 pub const DATABASE_STARTUP_TIMEOUT_SECS_RANGE: RangeInclusive<u64> = 0..=3_600;
 /// Values `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST` may take; 0 is off (rate) or one
@@ -368,6 +431,23 @@ impl Config {
             max_records: var("MAX_RECORDS_PER_RESOURCE")
                 .number_or(crate::store::DEFAULT_MAX_RECORDS, MAX_RECORDS_RANGE)?,
             database: database(&var)?,
+            feeds: FeedConfig {
+                history: var("FEED_HISTORY").number_or(DEFAULT_FEED_HISTORY, FEED_HISTORY_RANGE)?,
+                max_open: var("FEED_MAX_OPEN")
+                    .number_or(DEFAULT_FEED_MAX_OPEN, FEED_MAX_OPEN_RANGE)?,
+                heartbeat: Duration::from_secs(
+                    var("FEED_HEARTBEAT_SECS")
+                        .number_or(DEFAULT_FEED_HEARTBEAT_SECS, TIMEOUT_SECS_RANGE)?,
+                ),
+            },
+            idempotency: IdempotencyConfig {
+                retention: Duration::from_secs(var("IDEMPOTENCY_RETENTION_SECS").number_or(
+                    DEFAULT_IDEMPOTENCY_RETENTION_SECS,
+                    IDEMPOTENCY_RETENTION_SECS_RANGE,
+                )?),
+                max_keys: var("IDEMPOTENCY_MAX_KEYS")
+                    .number_or(DEFAULT_IDEMPOTENCY_MAX_KEYS, IDEMPOTENCY_MAX_KEYS_RANGE)?,
+            },
         })
     }
 
@@ -762,6 +842,11 @@ mod tests {
             ("DATABASE_MAX_CONNECTIONS", 1, 1_000),
             ("DATABASE_STATEMENT_TIMEOUT_SECS", 1, 600),
             ("DATABASE_STARTUP_TIMEOUT_SECS", 0, 3_600),
+            ("FEED_HISTORY", 0, 100_000),
+            ("FEED_MAX_OPEN", 0, 1_000_000),
+            ("FEED_HEARTBEAT_SECS", 1, 3_600),
+            ("IDEMPOTENCY_RETENTION_SECS", 60, 30 * 86_400),
+            ("IDEMPOTENCY_MAX_KEYS", 1, 10_000_000),
         ] {
             // The DATABASE_* settings are read only beside a DATABASE_URL; it changes nothing
             // for the others.

@@ -85,6 +85,8 @@ pub fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
                 header::IF_NONE_MATCH,
                 HeaderName::from_static("x-server-key"),
                 HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("last-event-id"),
             ])
             .expose_headers([
                 header::ETAG,
@@ -93,6 +95,7 @@ pub fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
                 header::RETRY_AFTER,
                 HeaderName::from_static("x-total-count"),
                 HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("idempotent-replayed"),
             ])
             .max_age(Duration::from_secs(600)),
     )

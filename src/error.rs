@@ -108,6 +108,10 @@ pub enum ApiError {
     /// 404: the resource does not exist; the text says which (`book 42 does not exist`).
     #[error("{0}")]
     NotFound(String),
+    /// 409 with `Retry-After`: a request with the same `Idempotency-Key` is still being
+    /// answered.
+    #[error("{0}")]
+    Conflict(String),
     /// 412: a precondition (`If-Match`, `If-None-Match`) does not hold; nothing changed.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -134,6 +138,10 @@ pub enum ApiError {
     /// when it is retried.
     #[error("{0}")]
     StoreUnavailable(String),
+    /// 503 with `Retry-After`: a bounded resource is all in use (`FEED_MAX_OPEN` feeds); it
+    /// may be free when the request is retried after this many seconds.
+    #[error("{0}")]
+    Busy(String, u64),
     /// 500: a fault of the server; the cause is logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -150,12 +158,15 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::StoreUnavailable(_) | Self::Busy(..) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -196,7 +207,10 @@ impl IntoResponse for ApiError {
         match self {
             Self::Invalid(errors) => problem.errors = errors,
             Self::TooManyRequests(seconds) => retry_after = Some(HeaderValue::from(seconds.max(1))),
-            Self::StoreUnavailable(_) => retry_after = Some(HeaderValue::from(STORE_RETRY_SECS)),
+            Self::StoreUnavailable(_) | Self::Conflict(_) => {
+                retry_after = Some(HeaderValue::from(STORE_RETRY_SECS))
+            }
+            Self::Busy(_, seconds) => retry_after = Some(HeaderValue::from(seconds.max(1))),
             Self::Internal(err) => {
                 problem.detail = Some("internal error".to_owned());
                 cause = Some(InternalCause(Arc::new(err)));

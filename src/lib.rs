@@ -15,6 +15,7 @@ pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
+pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod middleware;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// This app's Prometheus registry.
     pub metrics: Metrics,
+    /// What the item feeds share: their cap and the signal that ends them at shutdown.
+    pub feeds: Arc<routes::feeds::FeedGate>,
 }
 
 impl AppState {
@@ -64,18 +67,22 @@ impl AppState {
         if let Some(collector) = store.collector() {
             metrics.register(collector);
         }
+        let feeds = Arc::new(routes::feeds::FeedGate::new(&config.feeds, &metrics));
         Self {
             config: Arc::new(config),
             store,
             ready: Arc::new(AtomicBool::new(true)),
             metrics,
+            feeds,
         }
     }
 }
 
 /// The whole application: every route behind the middleware stack.
 pub fn app(state: AppState) -> Router {
-    let mut api = routes::router(&state.config.api_prefix);
+    let mut api = routes::router(&state.config.api_prefix).layer(
+        axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotent_posts),
+    );
     if let Some(limit) = state.config.rate_limit {
         api = edge::with_rate_limit(api, limit);
     }
@@ -118,12 +125,15 @@ pub async fn serve(
         .max(config.header_read_timeout)
         .saturating_add(Duration::from_secs(1));
     let ready = Arc::clone(&state.ready);
+    let feeds = Arc::clone(&state.feeds);
     let shutdown_handle = handle.clone();
     tokio::spawn(async move {
         // A signal sent before the server listens would be missed; wait until it does.
         shutdown_handle.listening().await;
         shutdown.await;
         ready.store(false, Ordering::Release);
+        // Feeds never finish by themselves: ended now, they do not hold the shutdown up.
+        feeds.close();
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown_handle.graceful_shutdown(Some(grace));
     });

@@ -113,7 +113,12 @@ fn is_store_operation(operation: &Operation) -> bool {
 /// `If-Match` and `412` on writes (and `If-None-Match: *` on the upserting PUTs).
 fn add_conditional(method: &str, operation: &mut Operation) {
     // Its items move with bids without the user's version moving: no tag (README).
-    if !is_store_operation(operation) || operation.operation_id.as_deref() == Some("get_user_items")
+    // The feed is a stream, not a representation: no tag.
+    if !is_store_operation(operation)
+        || matches!(
+            operation.operation_id.as_deref(),
+            Some("get_user_items" | "item_events")
+        )
     {
         return;
     }
@@ -191,8 +196,59 @@ fn add_conditional(method: &str, operation: &mut Operation) {
                     .into(),
             );
         }
+        "post" if operation.responses.responses.contains_key("201") => {
+            add_idempotency_key(operation);
+        }
         _ => {}
     }
+}
+
+/// The creating POSTs take `Idempotency-Key` (`src/idempotency.rs`).
+fn add_idempotency_key(operation: &mut Operation) {
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(crate::idempotency::MAX_KEY_LEN))
+        .build();
+    operation.parameters.get_or_insert_with(Vec::new).push(
+        ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Makes a retry safe: the first request with this key (1 to 255 visible ASCII \
+                     characters, bare or quoted) is carried out and its success kept for \
+                     `IDEMPOTENCY_RETENTION_SECS`; a repeat with the same body gets that answer \
+                     again with `Idempotent-Replayed: true` and creates nothing; another body is \
+                     `422`; a repeat while the first runs waits up to 3 s, then `409`. Keys are \
+                     kept per method and path.",
+            ))
+            .schema(Some(key))
+            .build()
+            .into(),
+    );
+    if let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") {
+        created.headers.insert(
+            "Idempotent-Replayed".to_owned(),
+            HeaderBuilder::new()
+                .schema(Some(Object::with_type(Type::String)))
+                .description(Some(
+                    "`true` when this is the kept answer of an earlier request with the same \
+                     `Idempotency-Key`"
+                        .to_owned(),
+                ))
+                .build()
+                .into(),
+        );
+    }
+    let error = shared_error("409").expect("a shared error");
+    operation.responses.responses.insert(
+        "409".to_owned(),
+        ResponseBuilder::new()
+            .description(error.description)
+            .build()
+            .into(),
+    );
 }
 
 /// A list's `200` declares `X-Total-Count`; with a `limit` it also carries `Link`
@@ -249,7 +305,7 @@ const RETRY_AFTER: (&str, &str) = (
 );
 
 /// Every error status an operation documents.
-const SHARED_ERRORS: [SharedError; 13] = [
+const SHARED_ERRORS: [SharedError; 14] = [
     shared(
         "400",
         "BadRequest",
@@ -271,6 +327,16 @@ const SHARED_ERRORS: [SharedError; 13] = [
         "No record has this id",
         "book 42 does not exist",
     ),
+    SharedError {
+        header: Some(RETRY_AFTER),
+        ..shared(
+            "409",
+            "Conflict",
+            "Conflict",
+            "A request with the same `Idempotency-Key` is still being answered; retry it later",
+            "a request with this Idempotency-Key is still being answered",
+        )
+    },
     shared(
         "412",
         "PreconditionFailed",
@@ -339,7 +405,8 @@ const SHARED_ERRORS: [SharedError; 13] = [
             "503",
             "ServiceUnavailable",
             "Service Unavailable",
-            "The server cannot serve this now (the database is unreachable, or shutting down)",
+            "The server cannot serve this now (the database is unreachable, every feed is in use, \
+             or it is shutting down)",
             "the database is unavailable: the connection to the database failed",
         )
     },

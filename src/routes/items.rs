@@ -46,7 +46,7 @@ pub fn routes() -> Vec<UtoipaMethodRouter<AppState>> {
 pub struct ItemPath {
     /// Item id: 1 to 64 letters, digits, `_` or `-`.
     #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    item_id: String,
+    pub(crate) item_id: String,
 }
 
 fn item_id_schema() -> Object {

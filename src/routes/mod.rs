@@ -5,6 +5,7 @@ pub mod bids;
 pub mod books;
 pub mod conditional;
 pub mod echo;
+pub mod feeds;
 pub mod index;
 pub mod items;
 pub mod listing;
@@ -34,6 +35,7 @@ pub fn router(prefix: &str) -> Router<AppState> {
         books::routes(),
         users::routes(),
         items::routes(),
+        feeds::routes(),
         bids::routes(),
         echo::routes(),
         things::routes(),

@@ -21,6 +21,8 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod feed;
+pub mod idempotency;
 mod ids;
 mod memory;
 pub mod postgres;
@@ -334,6 +336,30 @@ pub trait Backend: BookStore + ThingStore + AuctionStore {
     /// restarted in-memory store, another database): part of every `ETag`.
     fn epoch(&self) -> u64;
 
+    /// Opens a live feed of item `item`: its state, or the events after `last_event` (a
+    /// `Last-Event-ID`) while they are kept, and every event from then on, in the store's order.
+    async fn open_feed(
+        &self,
+        item: &str,
+        last_event: Option<u64>,
+    ) -> Result<feed::FeedOpening, StoreError>;
+
+    /// Claims the `Idempotency-Key` `key` (already scoped by method and path) for a request
+    /// whose body has `fingerprint`, or says what holds it.
+    async fn claim_key(
+        &self,
+        key: &str,
+        fingerprint: &[u8],
+        rules: &idempotency::KeyRules,
+    ) -> Result<idempotency::Claim, StoreError>;
+
+    /// Keeps the answer of the request that claimed `key`, or lets the key go.
+    async fn settle_key(
+        &self,
+        key: &str,
+        answer: idempotency::KeepAnswer,
+    ) -> Result<(), StoreError>;
+
     /// A number that moves whenever any record of `what` changes (for users, items and bids:
     /// whenever any of them does): a list's weak `ETag`.
     async fn list_version(&self, what: Resource) -> Result<u64, StoreError>;
@@ -383,8 +409,14 @@ impl Store {
     /// `DATA_DIR` if empty), else memory seeded from `DATA_DIR`.
     pub async fn open(config: &Config) -> Result<Self, OpenError> {
         match &config.database {
-            Some(database) => postgres::open(database, &config.data_dir).await,
-            None => Ok(Self::load(&config.data_dir, config.max_records)?),
+            Some(database) => {
+                postgres::open(database, &config.data_dir, config.feeds.history).await
+            }
+            None => {
+                let store = MemoryStore::load(&config.data_dir, config.max_records)?;
+                store.keep_feed_events(config.feeds.history);
+                Ok(Self::new(store))
+            }
         }
     }
 }

@@ -129,6 +129,7 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
         ("DELETE", "/items/{item_id}"),
         ("GET", "/items/{item_id}/bids"),
         ("GET", "/items/{item_id}/winning"),
+        ("GET", "/items/{item_id}/events"),
         ("GET", "/bids"),
         ("POST", "/bids"),
         ("GET", "/bids/{bid_id}"),
@@ -163,15 +164,16 @@ async fn the_spec_documents_every_route_with_a_relative_server() {
                 .replace("{item_id}", "item1")
                 .replace("{bid_id}", "bid1")
         );
-        let res = TestApp::new()
-            .await
-            .send_body(
-                method.parse().unwrap(),
-                &uri,
-                Some("application/json"),
-                "{}",
-            )
-            .await;
+        // A malformed `Last-Event-ID` makes the feed answer 400 at once instead of streaming
+        // for ever; every other route ignores it.
+        let request = Request::builder()
+            .method(method.as_str())
+            .uri(&uri)
+            .header("content-type", "application/json")
+            .header("last-event-id", "not-an-id")
+            .body(Body::from("{}"))
+            .unwrap();
+        let res = TestApp::new().await.send(request).await;
         assert!(
             !matches!(res.status, StatusCode::METHOD_NOT_ALLOWED)
                 && res.status != StatusCode::NOT_FOUND,
@@ -335,4 +337,40 @@ async fn a_custom_prefix_with_slashes_is_normalised() {
         .await
         .assert_problem(StatusCode::NOT_FOUND, "/custom/books/99");
     assert_eq!(app.get("/api/v1/books").await.status, StatusCode::NOT_FOUND);
+}
+
+/// Issue 13: the feed is documented as an event stream with `Last-Event-ID`, and the creating
+/// POSTs take `Idempotency-Key` with their 409.
+#[tokio::test]
+async fn the_spec_documents_the_feed_and_idempotency_keys() {
+    let app = TestApp::new().await;
+    let res = app.get("/api/v1/openapi.json").await;
+    let spec = res.assert_json(StatusCode::OK);
+    let feed = &spec["paths"]["/items/{item_id}/events"]["get"];
+    assert!(
+        feed["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{feed}"
+    );
+    assert!(feed["responses"]["503"].is_object());
+    let names = |operation: &Value| -> Vec<String> {
+        operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(names(feed).contains(&"Last-Event-ID".to_owned()));
+    assert!(
+        !names(feed).contains(&"If-None-Match".to_owned()),
+        "a stream has no tag"
+    );
+    for path in ["/books", "/users", "/items", "/bids"] {
+        let post = &spec["paths"][path]["post"];
+        assert!(
+            names(post).contains(&"Idempotency-Key".to_owned()),
+            "{path}"
+        );
+        assert!(post["responses"]["409"].is_object(), "{path}");
+    }
 }

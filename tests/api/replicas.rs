@@ -1230,3 +1230,81 @@ async fn a_bid_seen_winning_is_never_overtaken_by_an_equal_bid() {
     assert!(status.success(), "{status:?}\n{logs}");
     schema.drop_schema().await;
 }
+
+/// Issue 13, point 3: a feed on each replica; 100 bids placed at once through the other one.
+/// Both feeds send every bid, in the store's placing order, with the same ids, and the winner
+/// changes a brute-force model computes from that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_on_every_replica_see_every_bid_placed_through_another_in_the_stores_order() {
+    use crate::feeds::SseReader;
+    const TEST: &str = "feeds_on_every_replica";
+    let Some(replicas) = Replicas::start(TEST).await else {
+        return;
+    };
+    let item = create_item(replicas.node(0), "Watched from both sides").await;
+    let user = create_user(replicas.node(0), "Bidder").await;
+    let feed_url = |n: usize| {
+        format!(
+            "http://{}{API}/items/{item}/events",
+            replicas.servers[n].address
+        )
+    };
+    let mut feeds = [
+        SseReader::open(&feed_url(0), None).await,
+        SseReader::open(&feed_url(1), None).await,
+    ];
+    for feed in &mut feeds {
+        assert_eq!(feed.next().await.unwrap().event, "state");
+    }
+
+    let placing: Vec<_> = (0..100)
+        .map(|n| {
+            let node = replicas.node(1).clone();
+            let body = bid_body(&item, &user, ((n * 41) % 17 + 1) as f64);
+            tokio::spawn(async move { node.post_retrying(&format!("{API}/bids"), &body).await })
+        })
+        .collect();
+    for task in placing {
+        assert_eq!(task.await.unwrap().status, 201);
+    }
+
+    let stored = replicas
+        .node(0)
+        .get_ok(&format!("{API}/items/{item}/bids"))
+        .await;
+    let stored = stored.as_array().unwrap().clone();
+    let stored_ids = bid_ids(&Value::Array(stored.clone()));
+    let mut model = Vec::new();
+    for (n, _) in stored.iter().enumerate() {
+        let winner = winner_of(&stored[..=n]);
+        if model.last() != winner.as_ref() {
+            model.extend(winner);
+        }
+    }
+
+    let mut seen = Vec::new();
+    for feed in &mut feeds {
+        let mut events = Vec::new();
+        let mut bids = Vec::new();
+        let mut winners = Vec::new();
+        while bids.len() < 100 || winners.last() != model.last() {
+            let event = feed.next().await.expect("the feed goes on");
+            match event.event.as_str() {
+                "bid" => bids.push(event.data["bid_id"].as_str().unwrap().to_owned()),
+                "winner" => winners.push(
+                    event.data["winning_bid"]["bid_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                ),
+                other => panic!("unexpected {other} event"),
+            }
+            events.push((event.id, event.event));
+        }
+        assert_eq!(bids, stored_ids, "every bid, in the store's order");
+        assert_eq!(winners, model, "the winners of the store's order");
+        seen.push(events);
+    }
+    assert_eq!(seen[0], seen[1], "both replicas send the same events");
+    replicas.finish().await;
+}

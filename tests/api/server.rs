@@ -42,6 +42,13 @@ impl RunningServer {
         }
     }
 
+    /// The URL of the server's schema on the PostgreSQL half.
+    pub fn database_url(&self) -> Option<&str> {
+        self._database
+            .as_ref()
+            .map(|database| database.url.as_str())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -11,9 +11,12 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use super::books::too_many;
+use super::feeds::FeedLog;
 use super::ordered::{self, RankedMap, natural_cursor, rank_after, read_chunk, read_positions};
+use crate::store::feed::{self, EventKind, FeedEvent};
 use crate::store::ids::{IdCounter, NaturalId, is_valid_id};
 use crate::store::query::{ListQuery, Row, Value, as_rows};
 use crate::store::records::auction::{AuctionSeed, seed_name};
@@ -132,6 +135,8 @@ pub struct AuctionTable {
     max_records: usize,
     /// Bumped by every change: the last version handed out, and the three lists' version.
     changes: u64,
+    /// The items' events, for their live feeds.
+    feed: FeedLog,
 }
 
 /// A key whose order is the value's order: the bit patterns of positive finite floats sort as the
@@ -149,6 +154,7 @@ impl AuctionTable {
     /// placed in natural id order (`bid2` before `bid10`), which decides ties.
     pub fn from_seed(seed: AuctionSeed, max_records: usize) -> Result<Self, String> {
         let mut table = Self::new(max_records);
+        table.feed.record(false);
         let users = seed.users.map(|u| u.0).unwrap_or_default();
         let items = seed.items.map(|i| i.0).unwrap_or_default();
         let bids = seed.bids.map(|b| b.0).unwrap_or_default();
@@ -186,6 +192,7 @@ impl AuctionTable {
                 .insert_bid(id.clone(), new)
                 .map_err(|e| format!("bid {id}: {e}"))?;
         }
+        table.feed.record(true);
         Ok(table)
     }
 
@@ -203,6 +210,66 @@ impl AuctionTable {
             next_item_key: 0,
             max_records,
             changes: 0,
+            feed: {
+                let mut feed = FeedLog::new(max_records);
+                feed.record(true);
+                feed
+            },
+        }
+    }
+
+    /// Sets how many events are kept per item for feeds that reconnect.
+    pub fn keep_feed_events(&mut self, per_item: usize) {
+        self.feed.keep_per_item(per_item);
+    }
+
+    /// The events the last operation made, each with its item, in order.
+    pub fn take_feed_events(&mut self) -> Vec<(String, Arc<FeedEvent>)> {
+        self.feed.take_outbox()
+    }
+
+    /// What a feed of `id` starts with, after `last_event` (see [`feed::opening_events`]).
+    pub fn feed_opening(
+        &self,
+        id: &str,
+        last_event: Option<u64>,
+    ) -> Result<(Vec<Arc<FeedEvent>>, u64), StoreError> {
+        let key = NaturalId::new(id);
+        let record = self.item_record(id)?;
+        let (history, floor) = self.feed.history(&key);
+        let latest = history.last().map_or(floor, |event| event.id);
+        Ok(feed::opening_events(
+            last_event,
+            &history,
+            floor,
+            latest,
+            |kind, id| {
+                let winning = self.winner_of(record).map(|bid| self.bid_view(bid));
+                FeedEvent {
+                    id,
+                    kind,
+                    data: feed::state_data(key.as_str(), winning.as_ref(), record.ranking.len()),
+                }
+            },
+        ))
+    }
+
+    /// The winning bid of `item`, if it exists and has bids.
+    fn winner_id(&self, item: &NaturalId) -> Option<NaturalId> {
+        self.items
+            .get(item)
+            .and_then(|record| self.winner_of(record))
+            .cloned()
+    }
+
+    /// Records a `winner` event for `item` if its winner is no longer `before`.
+    fn emit_winner_change(&mut self, item: &NaturalId, before: Option<NaturalId>) {
+        let after = self.winner_id(item);
+        if after != before {
+            let winning = after.map(|bid| self.bid_view(&bid));
+            self.feed.emit(item, EventKind::Winner, || {
+                feed::winner_data(item.as_str(), winning.as_ref())
+            });
         }
     }
 
@@ -327,17 +394,30 @@ impl AuctionTable {
         let user = self.user_record(id)?;
         precondition.check(|| format!("user {id}"), Some(Version::of(user.version)))?;
         let (items, placements) = (&self.items, &self.placements);
-        let bid_ids: Vec<NaturalId> = user
+        // Per item, in id order as PostgreSQL's feed trigger goes: the user's bids on it in
+        // placing order, then the item's new winner.
+        let mut by_item: Vec<(NaturalId, Vec<NaturalId>)> = user
             .bids_by_item
             .iter()
-            .flat_map(|(item, seqs)| {
+            .map(|(item, seqs)| {
                 let key = items.get(item).map_or(u64::MAX, |item| item.key);
-                seqs.iter()
-                    .filter_map(move |&seq| placements.get(&(key, seq)).cloned())
+                let bids = seqs
+                    .iter()
+                    .filter_map(|&seq| placements.get(&(key, seq)).cloned())
+                    .collect();
+                (item.clone(), bids)
             })
             .collect();
-        for bid in bid_ids {
-            self.remove_bid(&bid);
+        by_item.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
+        for (item, bids) in by_item {
+            let before = self.winner_id(&item);
+            for bid in bids {
+                let view = self.bid_view(&bid);
+                self.remove_bid(&bid);
+                self.feed
+                    .emit(&item, EventKind::BidDeleted, || feed::bid_data(&view));
+            }
+            self.emit_winner_change(&item, before);
         }
         self.users.remove(&NaturalId::new(id));
         self.next_version();
@@ -463,6 +543,7 @@ impl AuctionTable {
                     ranking: BTreeSet::new(),
                     version,
                 };
+                self.feed.item_created(&id);
                 self.items.insert(id, record);
                 Upsert::Created
             }
@@ -480,7 +561,9 @@ impl AuctionTable {
         for bid in bid_ids {
             self.remove_bid(&bid);
         }
-        self.items.remove(&NaturalId::new(id));
+        let key = NaturalId::new(id);
+        self.items.remove(&key);
+        self.feed.item_deleted(&key, feed::deleted_data(id));
         self.next_version();
         Ok(())
     }
@@ -580,7 +663,13 @@ impl AuctionTable {
         let key = NaturalId::new(id);
         let bid = self.bids.get(&key).ok_or_else(|| not_found("bid", id))?;
         precondition.check(|| format!("bid {id}"), Some(Version::of(bid.seq)))?;
+        let item = bid.item.clone();
+        let before = self.winner_id(&item);
+        let view = self.bid_view(&key);
         self.remove_bid(&key);
+        self.feed
+            .emit(&item, EventKind::BidDeleted, || feed::bid_data(&view));
+        self.emit_winner_change(&item, before);
         Ok(())
     }
 
@@ -607,6 +696,12 @@ impl AuctionTable {
         let seq = self.next_seq;
         self.next_seq += 1;
         let version = self.next_version();
+        let recording = self.feed.is_recording();
+        let before = if recording {
+            self.winner_id(&item_id)
+        } else {
+            None
+        };
 
         let item = self.items.get_mut(&item_id).expect("checked above");
         item.ranking.insert((Reverse(rank_key(bid.value)), seq));
@@ -622,14 +717,20 @@ impl AuctionTable {
         seqs.insert(seq);
 
         self.bids.insert(
-            id,
+            id.clone(),
             BidRecord {
-                item: item_id,
+                item: item_id.clone(),
                 user: user_id,
                 value: bid.value,
                 seq,
             },
         );
+        if recording {
+            let view = self.bid_view(&id);
+            self.feed
+                .emit(&item_id, EventKind::Bid, || feed::bid_data(&view));
+            self.emit_winner_change(&item_id, before);
+        }
         Ok(())
     }
 

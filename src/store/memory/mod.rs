@@ -9,10 +9,12 @@
 //! `.await` (there is none inside), which is why a std lock, cheaper than tokio's, is right here.
 
 use std::path::Path;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 
+use super::feed::{FeedHub, FeedOpening};
+use super::idempotency::{Claim, KeepAnswer, KeyRules};
 use super::query::ListQuery;
 use super::seed::{self, SeedError, UniqueKeys};
 use super::{
@@ -25,6 +27,8 @@ use things::ThingTable;
 
 mod auction;
 mod books;
+mod feeds;
+mod idempotency;
 mod ordered;
 mod things;
 
@@ -42,6 +46,10 @@ pub struct MemoryStore {
     auction: RwLock<AuctionTable>,
     /// Random per store: versions of another in-memory store (before a restart) never match.
     epoch: u64,
+    /// The items' feeds open in this process.
+    hub: Arc<FeedHub>,
+    /// The `Idempotency-Key`s in use.
+    keys: Mutex<idempotency::KeyTable>,
 }
 
 /// A random epoch; a fixed one only if the system has no randomness to give, which costs only
@@ -58,6 +66,8 @@ impl MemoryStore {
             things: ThingTable::default(),
             auction: RwLock::new(AuctionTable::new(max_records)),
             epoch: random_epoch(),
+            hub: FeedHub::new(),
+            keys: Mutex::default(),
         }
     }
 
@@ -82,6 +92,8 @@ impl MemoryStore {
             things,
             auction: RwLock::new(auction),
             epoch: random_epoch(),
+            hub: FeedHub::new(),
+            keys: Mutex::default(),
         })
     }
 
@@ -101,6 +113,22 @@ impl MemoryStore {
 
     fn auction_mut(&self) -> RwLockWriteGuard<'_, AuctionTable> {
         self.auction.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `change` on the auction table, then hands the events it made to the feeds while
+    /// the lock is still held, so that every feed gets them in the table's order.
+    fn auction_change<T>(&self, change: impl FnOnce(&mut AuctionTable) -> T) -> T {
+        let mut auction = self.auction_mut();
+        let result = change(&mut auction);
+        for (item, event) in auction.take_feed_events() {
+            self.hub.publish(&item, event);
+        }
+        result
+    }
+
+    /// Keeps `per_item` events per item for feeds that reconnect (`FEED_HISTORY`).
+    pub fn keep_feed_events(&self, per_item: usize) {
+        self.auction_mut().keep_feed_events(per_item);
     }
 }
 
@@ -207,7 +235,7 @@ impl AuctionStore for MemoryStore {
         id: &str,
         precondition: &Precondition,
     ) -> Result<(), StoreError> {
-        self.auction_mut().delete_user(id, precondition)
+        self.auction_change(|auction| auction.delete_user(id, precondition))
     }
 
     async fn user_items(
@@ -254,7 +282,7 @@ impl AuctionStore for MemoryStore {
         id: &str,
         precondition: &Precondition,
     ) -> Result<(), StoreError> {
-        self.auction_mut().delete_item(id, precondition)
+        self.auction_change(|auction| auction.delete_item(id, precondition))
     }
 
     async fn item_bids(
@@ -289,11 +317,11 @@ impl AuctionStore for MemoryStore {
     }
 
     async fn place_bid(&self, bid: NewBid) -> Result<Bid, StoreError> {
-        self.auction_mut().place_bid(bid)
+        self.auction_change(|auction| auction.place_bid(bid))
     }
 
     async fn delete_bid_if(&self, id: &str, precondition: &Precondition) -> Result<(), StoreError> {
-        self.auction_mut().delete_bid(id, precondition)
+        self.auction_change(|auction| auction.delete_bid(id, precondition))
     }
 }
 
@@ -311,6 +339,39 @@ impl Backend for MemoryStore {
 
     fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    async fn claim_key(
+        &self,
+        key: &str,
+        fingerprint: &[u8],
+        rules: &KeyRules,
+    ) -> Result<Claim, StoreError> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(keys.claim(key, fingerprint, rules))
+    }
+
+    async fn settle_key(&self, key: &str, answer: KeepAnswer) -> Result<(), StoreError> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.settle(key, answer);
+        Ok(())
+    }
+
+    async fn open_feed(
+        &self,
+        item: &str,
+        last_event: Option<u64>,
+    ) -> Result<FeedOpening, StoreError> {
+        // Events are published under the write lock: none can slip between what is read here
+        // and the subscription.
+        let auction = self.auction();
+        let (first, through) = auction.feed_opening(item, last_event)?;
+        let live = self.hub.subscribe(item);
+        Ok(FeedOpening {
+            first,
+            through,
+            live,
+        })
     }
 
     async fn list_version(&self, what: Resource) -> Result<u64, StoreError> {

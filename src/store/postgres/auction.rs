@@ -99,10 +99,30 @@ fn guarded_user(id: &str) -> Guarded<'_> {
     }
 }
 
-/// The row lock keeps bids off the item (placing share-locks it) while its version is read.
+/// The bid locks of the items a user bid on, in one order for every writer (1651074163 is
+/// `ITEM_BIDS_LOCK`). A user's delete takes them before the user's row: a placer holds its
+/// item's lock while it waits for the user's row (its foreign key), so the other order could
+/// close a cycle, and the feed triggers need them (migrations/0004_feeds.sql).
+const LOCK_USERS_ITEMS: &str = "SELECT pg_advisory_xact_lock(1651074163, held.h) \
+     FROM (SELECT DISTINCT hashtext(item_id) AS h FROM bids WHERE user_id = $1 ORDER BY 1) held";
+
+/// A user's delete under a precondition: the items' bid locks before the user's row.
+fn guarded_user_delete(id: &str) -> Guarded<'_> {
+    Guarded {
+        lock: Some(LOCK_USERS_ITEMS),
+        ..guarded_user(id)
+    }
+}
+
+/// The row lock keeps bids off the item (placing share-locks it) while its version is read;
+/// the item's bid lock is taken before it (the function runs below the row-locking step), in
+/// the order placing takes them.
 fn guarded_item(id: &str) -> Guarded<'_> {
     Guarded {
-        lock: Some("SELECT 1 FROM items WHERE id = $1 FOR UPDATE"),
+        lock: Some(
+            "SELECT 1 FROM items, pg_advisory_xact_lock(1651074163, hashtext($1)) held \
+             WHERE id = $1 FOR UPDATE OF items",
+        ),
         version: ITEM_VERSION,
         key: Key::Text(id),
         what: format!("item {id}"),
@@ -232,6 +252,7 @@ impl AuctionStore for PostgresStore {
                 // A transaction of its own (a savepoint inside a guarded one).
                 let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(plain)?;
                 for sql in [
+                    LOCK_USERS_ITEMS,
                     "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
                     "UPDATE items SET version = nextval('record_versions') \
                      WHERE id IN (SELECT item_id FROM bids WHERE user_id = $1)",
@@ -242,14 +263,14 @@ impl AuctionStore for PostgresStore {
                         .execute(&mut *tx)
                         .await
                         .map_err(plain)?;
-                    if sql.starts_with("SELECT") && done.rows_affected() == 0 {
+                    if sql.starts_with("SELECT 1") && done.rows_affected() == 0 {
                         return Err(not_found("user", &key));
                     }
                 }
                 tx.commit().await.map_err(plain)
             })
         });
-        self.guarded("delete_user", precondition, guarded_user(id), write)
+        self.guarded("delete_user", precondition, guarded_user_delete(id), write)
             .await
     }
 
@@ -410,16 +431,25 @@ impl AuctionStore for PostgresStore {
         let key = id.to_owned();
         let write = statements(move |conn| {
             Box::pin(async move {
+                // The item's bid lock first, as placing takes it (then the item's row, by the
+                // delete): the feed trigger announces the delete in the item's order.
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(plain)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                    .bind(ITEM_BIDS_LOCK)
+                    .bind(&key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(plain)?;
                 let deleted = sqlx::query("DELETE FROM items WHERE id = $1")
                     .bind(&key)
-                    .execute(conn)
+                    .execute(&mut *tx)
                     .await
                     .map_err(plain)?
                     .rows_affected();
                 if deleted == 0 {
                     return Err(not_found("item", &key));
                 }
-                Ok(())
+                tx.commit().await.map_err(plain)
             })
         });
         self.guarded("delete_item", precondition, guarded_item(id), write)

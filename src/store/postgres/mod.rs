@@ -14,6 +14,8 @@ mod auction;
 mod bid_batches;
 mod books;
 mod error;
+mod feeds;
+mod idempotency;
 pub mod metrics;
 mod open;
 mod pool;
@@ -61,6 +63,8 @@ pub struct PostgresStore {
     bid_queues: Arc<BidQueues>,
     /// The database's random epoch (`store_identity`), read once at open.
     epoch: u64,
+    /// The feeds open in this replica and the connection that hears their events.
+    feeds: Arc<feeds::Feeds>,
 }
 
 /// A snapshot of the connection pool, for the metrics.
@@ -93,6 +97,7 @@ impl PostgresStore {
             query_latency,
             bid_queues: Arc::default(),
             epoch,
+            feeds: feeds::Feeds::new(),
         }
     }
 
@@ -290,6 +295,31 @@ impl Backend for PostgresStore {
         self.epoch
     }
 
+    async fn claim_key(
+        &self,
+        key: &str,
+        fingerprint: &[u8],
+        rules: &crate::store::idempotency::KeyRules,
+    ) -> Result<crate::store::idempotency::Claim, StoreError> {
+        self.claim_idempotency_key(key, fingerprint, rules).await
+    }
+
+    async fn settle_key(
+        &self,
+        key: &str,
+        answer: crate::store::idempotency::KeepAnswer,
+    ) -> Result<(), StoreError> {
+        self.settle_idempotency_key(key, answer).await
+    }
+
+    async fn open_feed(
+        &self,
+        item: &str,
+        last_event: Option<u64>,
+    ) -> Result<crate::store::feed::FeedOpening, StoreError> {
+        self.open_item_feed(item, last_event).await
+    }
+
     /// Every row's key and version hashed and folded with XOR, and the count: one scan (as
     /// `count(*)` is), no lock, no counter row for writers to queue on, and it moves with any
     /// insert, update or delete, whatever order concurrent writers commit in. (A counter
@@ -373,6 +403,7 @@ impl Backend for PostgresStore {
     }
 
     async fn close(&self) {
+        self.stop_listening();
         pool::close(&self.pool).await;
     }
 }

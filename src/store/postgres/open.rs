@@ -30,7 +30,11 @@ const SEED_CHUNK: usize = 10_000;
 /// Connects (retrying for `startup_timeout`), applies the migrations under an advisory lock,
 /// and seeds a database that holds no records and was never seeded from `data_dir`, in one
 /// transaction under the same lock.
-pub async fn open(config: &DatabaseConfig, data_dir: &Path) -> Result<Store, OpenError> {
+pub async fn open(
+    config: &DatabaseConfig,
+    data_dir: &Path,
+    feed_history: usize,
+) -> Result<Store, OpenError> {
     let options = connect_options(config)?;
     let mut conn = connect_with_retry(config, &options).await?;
     with_schema_lock(&mut conn, async |conn| {
@@ -54,18 +58,18 @@ pub async fn open(config: &DatabaseConfig, data_dir: &Path) -> Result<Store, Ope
             format!("{}ms", config.statement_timeout.as_millis()),
         ),
         ("plan_cache_mode", "force_generic_plan".to_owned()),
+        // Read by the feed triggers (migrations/0004_feeds.sql).
+        ("monolith.feed_history", feed_history.to_string()),
     ]);
-    let pool = super::pool::new(options, config.max_connections as usize);
+    let pool = super::pool::new(options.clone(), config.max_connections as usize);
     tracing::info!(
         database = %config.redacted_url,
         max_connections = config.max_connections,
         "using the PostgreSQL store"
     );
-    Ok(Store::new(PostgresStore::new(
-        pool,
-        config.statement_timeout,
-        epoch.unsigned_abs(),
-    )))
+    let store = PostgresStore::new(pool, config.statement_timeout, epoch.unsigned_abs());
+    store.start_listening(options);
+    Ok(Store::new(store))
 }
 
 /// Connects and applies the migrations, then returns: `monolith migrate`.
@@ -246,6 +250,11 @@ async fn copy_seed(conn: &mut PgConnection, seed: &MemoryStore) -> Result<[usize
 
     let failed = database_error("seeding the database failed");
     let mut tx = conn.begin().await.map_err(&failed)?;
+    // The seed is the starting state: the feed triggers make no events of it.
+    sqlx::query("SELECT set_config('monolith.seeding', 'on', true)")
+        .execute(&mut *tx)
+        .await
+        .map_err(&failed)?;
     for (ids, books) in book_ids.chunks(SEED_CHUNK).zip(books.chunks(SEED_CHUNK)) {
         sqlx::query(
             "INSERT INTO books (id, title, author) \

@@ -10,7 +10,7 @@ use proptest::strategy::ValueTree;
 use sqlx::{Connection, PgConnection};
 
 use super::open::{migrate, open};
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{Config, DEFAULT_FEED_HISTORY as HISTORY, DatabaseConfig};
 use crate::store::{
     BidValue, BookFields, Cursor, MemoryStore, Name, NaturalId, NewBid, Resource, Store,
     StoreError, Upsert,
@@ -78,7 +78,9 @@ fn new_bid(item: &str, user: &str, value: f64) -> NewBid {
 /// A store on a fresh schema seeded from nothing.
 async fn empty_store(admin: &str) -> Store {
     let dir = empty_dir();
-    open(&fresh_schema(admin).await, dir.path()).await.unwrap()
+    open(&fresh_schema(admin).await, dir.path(), HISTORY)
+        .await
+        .unwrap()
 }
 
 // The rules every backend keeps, on a fresh schema each. Fewer random sequences than in memory:
@@ -223,7 +225,7 @@ async fn answers(store: &Store) -> Vec<String> {
 async fn the_bundled_data_seeds_exactly_as_memory_once() {
     let Some(admin) = admin_url() else { return };
     let config = fresh_schema(&admin).await;
-    let store = open(&config, &bundled_data()).await.unwrap();
+    let store = open(&config, &bundled_data(), HISTORY).await.unwrap();
     let memory = Store::new(MemoryStore::load(&bundled_data(), usize::MAX).unwrap());
     assert_eq!(answers(&store).await, answers(&memory).await);
     let seeded = store.counts().await.unwrap();
@@ -254,7 +256,7 @@ async fn the_bundled_data_seeds_exactly_as_memory_once() {
     store.close().await;
 
     // Opening again does not seed again: the records created above are still the only change.
-    let again = open(&config, &bundled_data()).await.unwrap();
+    let again = open(&config, &bundled_data(), HISTORY).await.unwrap();
     assert_eq!(answers(&again).await, answers(&memory).await);
 
     // Nor when every record was deleted since.
@@ -273,7 +275,7 @@ async fn the_bundled_data_seeds_exactly_as_memory_once() {
         again.delete_book(book.id).await.unwrap();
     }
     again.close().await;
-    let third = open(&config, &bundled_data()).await.unwrap();
+    let third = open(&config, &bundled_data(), HISTORY).await.unwrap();
     assert_eq!(third.count(Resource::Users).await.unwrap(), 0);
     assert_eq!(third.count(Resource::Books).await.unwrap(), 0);
 }
@@ -283,7 +285,7 @@ async fn two_replicas_opening_one_fresh_schema_at_once_migrate_and_seed_once() {
     let Some(admin) = admin_url() else { return };
     let config = fresh_schema(&admin).await;
     let data = bundled_data();
-    let (a, b) = tokio::join!(open(&config, &data), open(&config, &data));
+    let (a, b) = tokio::join!(open(&config, &data, HISTORY), open(&config, &data, HISTORY));
     let (a, b) = (a.unwrap(), b.unwrap());
     let memory = MemoryStore::load(&data, usize::MAX).unwrap();
     assert_eq!(
@@ -633,7 +635,7 @@ async fn an_unreachable_database_fails_start_up_with_one_line_and_no_password() 
         ..config
     };
     let started = std::time::Instant::now();
-    let err = open(&config, empty_dir().path())
+    let err = open(&config, empty_dir().path(), HISTORY)
         .await
         .err()
         .unwrap()
