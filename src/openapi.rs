@@ -207,8 +207,7 @@ fn add_conditional(method: &str, operation: &mut Operation) {
 fn add_idempotency_key(operation: &mut Operation) {
     let key = ObjectBuilder::new()
         .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(crate::idempotency::MAX_KEY_LEN))
+        .pattern(Some("^[!-~]{1,255}$"))
         .build();
     operation.parameters.get_or_insert_with(Vec::new).push(
         ParameterBuilder::new()
