@@ -6,7 +6,8 @@
 //! `json` reads records only from JSON objects; `openapi` finishes the generated document;
 //! `telemetry` sets up logs and `metrics` the Prometheus registry; `middleware` stacks the
 //! layers every request passes through; `edge` holds the security headers, CORS and rate limiting, `conn` the connection limits below HTTP, `tls` the HTTPS
-//! set-up; `healthcheck` is the container probe. [`app`] builds the router and [`serve`] runs
+//! set-up; `healthcheck` is the container probe; `idempotency` applies `Idempotency-Key` to
+//! the creating POSTs. [`app`] builds the router and [`serve`] runs
 //! it; `main.rs` only wires them to the process.
 
 pub mod config;

@@ -10,7 +10,9 @@
 //!   and storage. Beside it, also shared: `text.rs` (the rules of titles, authors and names),
 //!   `ids.rs` (the id form, natural id order, counted ids), `seed.rs` (reads `DATA_DIR`),
 //!   `query.rs` (what a list's filters, search and sort mean), `versions.rs` (record versions
-//!   and the preconditions writes check against them).
+//!   and the preconditions writes check against them), `feed.rs` (items' live feed events and
+//!   the hub that hands them to this process's feeds), `idempotency.rs` (what is kept of a POST
+//!   sent with an `Idempotency-Key`).
 //! - `memory/`: the in-memory engine. `mod.rs` is [`MemoryStore`], each table behind its lock;
 //!   `auction.rs`, `books.rs` and `things.rs` the tables with their indexes; `ordered.rs` the
 //!   order-statistic map they keep records in.
