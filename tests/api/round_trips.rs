@@ -389,13 +389,27 @@ async fn deleting_a_bid_takes_its_items_lock_before_the_bids_row() {
     );
     // ...holding nothing a user's delete needs (before, it held bid1's row, and the user's
     // delete, cascading to bid1, waited behind it: with a placer waiting for the user, a cycle).
-    let delete_user = app.delete("/api/v1/users/user1");
-    let answer = tokio::time::timeout(Duration::from_secs(3), delete_user)
-        .await
-        .expect("the user's delete does not wait for the bid's");
-    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
+    // The user's delete takes its items' bid locks first, as placing does (the feed triggers
+    // need them), so it waits for item1's too, holding nothing either: no cycle.
+    let delete_user = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { app.delete("/api/v1/users/user1").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !delete_user.is_finished(),
+        "the user's delete waits for item1's bid lock"
+    );
     release_item_bid_lock(&mut holder, "item1").await;
-    // bid1 went with its user.
-    let bid = delete_bid.await.unwrap();
-    assert_eq!(bid.status, StatusCode::NOT_FOUND, "{}", bid.text);
+    // Both go through, in the lock's order: the bid, then its user.
+    let bid = tokio::time::timeout(Duration::from_secs(3), delete_bid)
+        .await
+        .expect("the bid's delete is not stuck")
+        .unwrap();
+    assert_eq!(bid.status, StatusCode::NO_CONTENT, "{}", bid.text);
+    let user = tokio::time::timeout(Duration::from_secs(3), delete_user)
+        .await
+        .expect("the user's delete is not stuck")
+        .unwrap();
+    assert_eq!(user.status, StatusCode::NO_CONTENT, "{}", user.text);
 }

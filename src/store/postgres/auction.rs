@@ -264,6 +264,9 @@ impl AuctionStore for PostgresStore {
                         .await
                         .map_err(plain)?;
                     if sql.starts_with("SELECT 1") && done.rows_affected() == 0 {
+                        // Now, not when the connection is next used: until then its locks
+                        // (the items' bid locks) would stay held in the pool.
+                        tx.rollback().await.map_err(plain)?;
                         return Err(not_found("user", &key));
                     }
                 }
@@ -447,6 +450,9 @@ impl AuctionStore for PostgresStore {
                     .map_err(plain)?
                     .rows_affected();
                 if deleted == 0 {
+                    // Now, not when the connection is next used: until then the item's bid
+                    // lock would stay held in the pool.
+                    tx.rollback().await.map_err(plain)?;
                     return Err(not_found("item", &key));
                 }
                 tx.commit().await.map_err(plain)
