@@ -2,7 +2,7 @@
 //! reconnect, and the events of the operation in progress, which the store hands to the
 //! [`FeedHub`](crate::store::feed::FeedHub) before it lets go of the table's lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,8 +20,8 @@ pub struct FeedLog {
     /// Most events kept in all (the record cap): bounds memory however many items there are.
     in_all: usize,
     items: HashMap<NaturalId, History>,
-    /// Every kept event's id and item, oldest first: what goes when `in_all` is reached.
-    kept: VecDeque<(u64, NaturalId)>,
+    /// Every kept event's item by id, oldest first: what goes when `in_all` is reached.
+    kept: BTreeMap<u64, NaturalId>,
     /// The current operation's events, for the hub.
     outbox: Vec<(String, Arc<FeedEvent>)>,
     /// Off while the seed loads: a seed is the starting state, not a stream of events.
@@ -46,7 +46,7 @@ impl FeedLog {
             per_item: crate::config::DEFAULT_FEED_HISTORY,
             in_all,
             items: HashMap::new(),
-            kept: VecDeque::new(),
+            kept: BTreeMap::new(),
             outbox: Vec::new(),
             recording: false,
         }
@@ -81,7 +81,11 @@ impl FeedLog {
 
     /// `item` was deleted: its feeds get their last event, and its history goes.
     pub fn item_deleted(&mut self, item: &NaturalId, data: String) {
-        self.items.remove(item);
+        if let Some(history) = self.items.remove(item) {
+            for event in history.events {
+                self.kept.remove(&event.id);
+            }
+        }
         if self.recording {
             let event = self.next_event(EventKind::ItemDeleted, data);
             self.outbox.push((item.to_string(), event));
@@ -96,12 +100,13 @@ impl FeedLog {
         let event = self.next_event(kind, data());
         if let Some(history) = self.items.get_mut(item) {
             history.events.push_back(Arc::clone(&event));
+            self.kept.insert(event.id, item.clone());
             if history.events.len() > self.per_item
                 && let Some(dropped) = history.events.pop_front()
             {
                 history.floor = dropped.id;
+                self.kept.remove(&dropped.id);
             }
-            self.kept.push_back((event.id, item.clone()));
             self.trim();
         }
         self.outbox.push((item.to_string(), event));
@@ -109,15 +114,12 @@ impl FeedLog {
 
     /// Drops the oldest kept events, whatever their item, until at most `in_all` are kept.
     fn trim(&mut self) {
-        // `kept` also names events already dropped per item, or of deleted items; those are
-        // skipped as they come up, so it holds at most `in_all` + the per-item drops since.
         while self.kept.len() > self.in_all {
-            let Some((id, item)) = self.kept.pop_front() else {
+            let Some((id, item)) = self.kept.pop_first() else {
                 return;
             };
-            if let Some(history) = self.items.get_mut(&item)
-                && history.events.front().is_some_and(|event| event.id == id)
-            {
+            // An item's events are kept oldest first, so the oldest of all is its first.
+            if let Some(history) = self.items.get_mut(&item) {
                 history.events.pop_front();
                 history.floor = id;
             }
@@ -182,9 +184,23 @@ mod tests {
         assert_eq!(ids(&log, "a"), (vec![start + 2, start + 3], start + 1));
         assert_eq!(ids(&log, "b").0.len(), 3);
         assert_eq!(log.take_outbox().len(), 7);
+        assert_eq!(log.kept.len(), 5, "exactly the events kept");
+        // However many events one item gets, what is kept stays what its history holds.
+        for _ in 0..1000 {
+            log.emit(&b, EventKind::Bid, String::new);
+        }
+        assert_eq!(log.kept.len(), 5);
+        assert_eq!(ids(&log, "b").0.len(), 3);
+        assert_eq!(ids(&log, "a").0.len(), 2);
+        log.take_outbox();
         log.item_deleted(&a, String::new());
         let deleted = log.take_outbox();
         assert_eq!(deleted[0].1.kind, EventKind::ItemDeleted);
         assert!(ids(&log, "a").0.is_empty());
+        assert_eq!(
+            log.kept.len(),
+            3,
+            "a deleted item's events are no longer counted"
+        );
     }
 }
