@@ -1,6 +1,7 @@
 //! The index, Swagger UI and the OpenAPI document, under several prefixes.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -85,6 +86,50 @@ async fn swagger_ui_is_served_from_the_binary_and_loads_the_spec_by_a_relative_u
     // `/docs` without the slash goes to the page.
     let res = app.get("/api/v1/docs").await;
     assert_eq!(res.header("location"), Some("/api/v1/docs/"));
+}
+
+#[tokio::test]
+async fn swagger_ui_goes_gzipped_to_clients_that_accept_it_and_plain_to_the_others() {
+    let app = TestApp::new().await;
+    let fetch = |accept_encoding: Option<&'static str>| {
+        let mut request = Request::get("/api/v1/docs/swagger-ui-bundle.js");
+        if let Some(value) = accept_encoding {
+            request = request.header("accept-encoding", value);
+        }
+        app.send(request.body(Body::empty()).unwrap())
+    };
+
+    let zipped = fetch(Some("gzip, deflate, br")).await;
+    assert_eq!(zipped.status, StatusCode::OK);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert_eq!(zipped.header("vary"), Some("accept-encoding"));
+    let mut script = String::new();
+    flate2::read::GzDecoder::new(&zipped.bytes[..])
+        .read_to_string(&mut script)
+        .expect("a gzip body");
+    assert!(script.contains("SwaggerUIBundle"));
+    assert!(zipped.bytes.len() * 2 < script.len(), "compressed");
+
+    for accept_encoding in [
+        None,
+        Some("gzip;q=0"),
+        Some("identity"),
+        Some("br, deflate"),
+    ] {
+        let plain = fetch(accept_encoding).await;
+        assert_eq!(plain.status, StatusCode::OK, "{accept_encoding:?}");
+        assert_eq!(
+            plain.header("content-encoding"),
+            None,
+            "{accept_encoding:?}"
+        );
+        assert_eq!(plain.header("vary"), Some("accept-encoding"));
+        assert_eq!(plain.text, script, "{accept_encoding:?}");
+        assert_eq!(
+            plain.header("content-length"),
+            Some(script.len().to_string().as_str())
+        );
+    }
 }
 
 fn operations(spec: &Value) -> BTreeSet<(String, String)> {

@@ -276,6 +276,8 @@ pub struct TestResponse {
     pub text: String,
     /// The body as JSON, or `Null` if it is not JSON.
     pub body: Value,
+    /// The body as sent.
+    pub bytes: axum::body::Bytes,
 }
 
 impl TestResponse {
@@ -288,6 +290,7 @@ impl TestResponse {
             headers: parts.headers,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             text,
+            bytes,
         }
     }
 
