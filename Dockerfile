@@ -21,10 +21,11 @@ COPY build.rs ./
 COPY migrations ./migrations
 COPY src ./src
 COPY benches ./benches
-# The touch makes cargo rebuild the crate itself over the placeholder above.
+# The touch makes cargo rebuild the crate itself over the placeholder above. The image's binary
+# loses its symbol table (~2 MB; profiling is done on a build outside the image), nothing else.
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
-    && cp target/release/monolith /monolith
+    && strip --strip-all -o /monolith target/release/monolith
 
 # ---- runtime ----
 # Distroless: glibc and libgcc, no shell, no package manager; `nonroot` is UID/GID 65532.
