@@ -270,11 +270,8 @@ impl Reader {
                 Some(())
             }
             Err(StoreError::NotFound(_)) => {
-                self.pending.push_back(Arc::new(FeedEvent {
-                    id: self.through + 1,
-                    kind: EventKind::ItemDeleted,
-                    data: feed::deleted_data(&self.item),
-                }));
+                self.pending
+                    .push_back(feed::deleted_after(self.through, &self.item));
                 Some(())
             }
             Err(e) => {

@@ -158,6 +158,16 @@ pub fn deleted_data(item: &str) -> String {
     to_json(&DeletedData { item_id: item })
 }
 
+/// The `item_deleted` event a feed ends with when, catching up after event `last_id`, it finds
+/// its item gone (with its history, so the store's own event is no longer there to send).
+pub fn deleted_after(last_id: u64, item: &str) -> Arc<FeedEvent> {
+    Arc::new(FeedEvent {
+        id: last_id + 1,
+        kind: EventKind::ItemDeleted,
+        data: deleted_data(item),
+    })
+}
+
 /// `data` written by the database, as this module writes it (numbers as Rust writes them, so
 /// `2000.0`, not `2000`): every replica and both engines send the same bytes. `None` if it is
 /// not the data of a `kind` event.

@@ -263,11 +263,7 @@ impl PostgresStore {
                 )
                 .0
             }
-            Ok(None) => vec![Arc::new(FeedEvent {
-                id: last_id + 1,
-                kind: EventKind::ItemDeleted,
-                data: feed::deleted_data(item),
-            })],
+            Ok(None) => vec![feed::deleted_after(last_id, item)],
             Err(e) => {
                 tracing::warn!(error = %store_error(e, Context::PLAIN), item, "cannot catch up a feed");
                 return;
