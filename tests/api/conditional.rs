@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestResponse};
+use crate::helpers::{TestApp, TestResponse, parameter_names};
 
 /// A request with optional JSON body and extra headers.
 async fn send(
@@ -372,14 +372,6 @@ async fn of_two_clients_racing_to_update_one_book_exactly_one_wins() {
 async fn the_openapi_document_declares_tags_304_and_412_where_they_happen() {
     let app = TestApp::new().await;
     let spec = app.get("/api/v1/openapi.json").await.body;
-    let param_names = |operation: &Value| -> Vec<String> {
-        operation["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
     for (path, methods) in [
         ("/books", &["get", "post"][..]),
         ("/books/{id}", &["get", "put", "patch", "delete"]),
@@ -406,11 +398,11 @@ async fn the_openapi_document_declares_tags_304_and_412_where_they_happen() {
             }
             match *method {
                 "get" => {
-                    assert!(param_names(operation).contains(&"If-None-Match".to_owned()));
+                    assert!(parameter_names(operation).contains(&"If-None-Match".to_owned()));
                     assert!(responses["304"]["headers"]["ETag"].is_object(), "{path}");
                 }
                 "put" | "patch" | "delete" => {
-                    assert!(param_names(operation).contains(&"If-Match".to_owned()));
+                    assert!(parameter_names(operation).contains(&"If-Match".to_owned()));
                     assert_eq!(
                         responses["412"]["$ref"], "#/components/responses/PreconditionFailed",
                         "{method} {path}"
@@ -421,7 +413,7 @@ async fn the_openapi_document_declares_tags_304_and_412_where_they_happen() {
         }
     }
     let put_user = &spec["paths"]["/users/{user_id}"]["put"];
-    assert!(param_names(put_user).contains(&"If-None-Match".to_owned()));
+    assert!(parameter_names(put_user).contains(&"If-None-Match".to_owned()));
     let user_items = &spec["paths"]["/users/{user_id}/items"]["get"];
     assert!(user_items["responses"].get("304").is_none());
     assert!(

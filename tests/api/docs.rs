@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, config_with_prefix};
+use crate::helpers::{TestApp, config_with_prefix, parameter_names};
 
 async fn browser_get(app: &TestApp, uri: &str) -> crate::helpers::TestResponse {
     app.send(
@@ -397,23 +397,15 @@ async fn the_spec_documents_the_feed_and_idempotency_keys() {
         "{feed}"
     );
     assert!(feed["responses"]["503"].is_object());
-    let names = |operation: &Value| -> Vec<String> {
-        operation["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    assert!(names(feed).contains(&"Last-Event-ID".to_owned()));
+    assert!(parameter_names(feed).contains(&"Last-Event-ID".to_owned()));
     assert!(
-        !names(feed).contains(&"If-None-Match".to_owned()),
+        !parameter_names(feed).contains(&"If-None-Match".to_owned()),
         "a stream has no tag"
     );
     for path in ["/books", "/users", "/items", "/bids"] {
         let post = &spec["paths"][path]["post"];
         assert!(
-            names(post).contains(&"Idempotency-Key".to_owned()),
+            parameter_names(post).contains(&"Idempotency-Key".to_owned()),
             "{path}"
         );
         assert!(post["responses"]["409"].is_object(), "{path}");

@@ -319,7 +319,7 @@ async fn feeds_beyond_the_cap_are_503_with_retry_after_and_metrics_count_feeds_a
     bid(&server, "item1", "user3", 5000.0).await;
     one.take(2).await;
 
-    let metrics = metrics(&server).await;
+    let metrics = metrics(server.url("/metrics")).await;
     assert!(metrics.contains("monolith_feeds_open 2"), "{metrics}");
     let sent = metric_value(&metrics, "monolith_feed_events_sent_total");
     assert!(sent >= 3.0, "{sent}");
@@ -341,13 +341,9 @@ async fn feeds_beyond_the_cap_are_503_with_retry_after_and_metrics_count_feeds_a
     server.stop().await;
 }
 
-async fn metrics(server: &RunningServer) -> String {
-    reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+/// The text of `/metrics` at `url`.
+async fn metrics(url: String) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
 fn metric_value(metrics: &str, name: &str) -> f64 {
@@ -572,14 +568,7 @@ async fn feeds_that_are_never_read_do_not_grow_the_server() {
             .send()
             .await
             .unwrap();
-        let text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics(format!("{base}/metrics")).await;
         if metric_value(&text, "monolith_feeds_open") <= 1.0 {
             break;
         }

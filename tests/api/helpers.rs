@@ -342,6 +342,16 @@ impl TestResponse {
 }
 
 /// A data folder with the given files, for seed tests.
+/// The names of an OpenAPI operation's parameters.
+pub fn parameter_names(operation: &Value) -> Vec<String> {
+    operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn data_dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_files(dir.path(), files);
